@@ -1,0 +1,162 @@
+//! A file of fixed-size index entries, memory-mapped and preallocated while its segment is
+//! active, trimmed to its entries when the segment is sealed.
+//!
+//! The file carries no header and no checksum: indexes are derived data. A file that fails
+//! the typed checks of [`super::OffsetIndex`] or [`super::TimeIndex`] is rebuilt from the
+//! segment's `.log`. A read-only index (a log opened by a reader while another process
+//! writes) is a private copy of the file's valid prefix instead of a mapping, because the
+//! writer may trim the file under a mapping.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+enum Backing {
+    Mapped { file: File, map: MmapMut },
+    Owned(Vec<u8>),
+}
+
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    entry_bytes: usize,
+    max_entries: usize,
+    entries: usize,
+    backing: Backing,
+}
+
+impl IndexFile {
+    /// Opens (creating if missing) an index for writing: the entries already in the file are
+    /// kept (`len / entry_bytes` of them), and the file grows to `max_bytes` so appends land
+    /// in the mapping. The caller validates the kept entries.
+    pub(crate) fn open_writable(path: &Path, entry_bytes: usize, max_bytes: usize) -> Result<IndexFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("open index", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat index", path, e))?
+            .len();
+        let max_entries = (max_bytes / entry_bytes).max(1);
+        let capacity = (max_entries * entry_bytes) as u64;
+        if len % entry_bytes as u64 != 0 || len > capacity {
+            // Not a file this code wrote and trimmed: start over; recovery rebuilds it.
+            file.set_len(0).map_err(|e| Error::io("truncate index", path, e))?;
+        }
+        let entries = (file.metadata().map_err(|e| Error::io("stat index", path, e))?.len()
+            / entry_bytes as u64) as usize;
+        file.set_len(capacity)
+            .map_err(|e| Error::io("extend index", path, e))?;
+        // SAFETY: the file is ours alone while the log holds its directory lock; nothing
+        // truncates it while mapped (trim unmaps first).
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("mmap index", path, e))?;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            max_entries,
+            entries,
+            backing: Backing::Mapped { file, map },
+        })
+    }
+
+    /// Reads an index without writing to it. A missing file reads as empty.
+    pub(crate) fn open_read_only(path: &Path, entry_bytes: usize) -> Result<IndexFile> {
+        let mut bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io("read index", path, e)),
+        };
+        bytes.truncate(bytes.len() - bytes.len() % entry_bytes);
+        let entries = bytes.len() / entry_bytes;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            max_entries: entries,
+            entries,
+            backing: Backing::Owned(bytes),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries >= self.max_entries
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        matches!(self.backing, Backing::Mapped { .. })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Mapped { map, .. } => map,
+            Backing::Owned(bytes) => bytes,
+        }
+    }
+
+    /// The bytes of entry `i`; `i < len()`.
+    pub(crate) fn entry(&self, i: usize) -> &[u8] {
+        let at = i * self.entry_bytes;
+        &self.bytes()[at..at + self.entry_bytes]
+    }
+
+    /// Appends one entry. Returns false when the index is full or read-only.
+    pub(crate) fn push(&mut self, entry: &[u8]) -> bool {
+        debug_assert_eq!(entry.len(), self.entry_bytes);
+        if self.is_full() {
+            return false;
+        }
+        let at = self.entries * self.entry_bytes;
+        match &mut self.backing {
+            Backing::Mapped { map, .. } => map[at..at + self.entry_bytes].copy_from_slice(entry),
+            Backing::Owned(_) => return false,
+        }
+        self.entries += 1;
+        true
+    }
+
+    /// Keeps only the first `n` entries.
+    pub(crate) fn truncate_entries(&mut self, n: usize) {
+        self.entries = self.entries.min(n);
+    }
+
+    /// Writes mapped changes to disk.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if let Backing::Mapped { map, .. } = &self.backing {
+            map.flush().map_err(|e| Error::io("msync index", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Shrinks the file to its entries and turns it read-only in memory: the segment was
+    /// sealed and will take no more entries.
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        let Backing::Mapped { file, map } = &self.backing else {
+            return Ok(());
+        };
+        map.flush().map_err(|e| Error::io("msync index", &self.path, e))?;
+        let used = self.entries * self.entry_bytes;
+        let copy = map[..used].to_vec();
+        file.set_len(used as u64)
+            .map_err(|e| Error::io("trim index", &self.path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("fsync index", &self.path, e))?;
+        self.max_entries = self.entries;
+        self.backing = Backing::Owned(copy);
+        Ok(())
+    }
+}

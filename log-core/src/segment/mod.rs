@@ -1,0 +1,732 @@
+//! One segment: a `{base_offset:020}.log` file of record batches back to back, with its sparse
+//! `.index` (offset → position) and `.timeindex` (timestamp → offset).
+//!
+//! A segment knows nothing above it: no topic, no partition counters, no flush policy. The
+//! partition log owns one writer per partition and calls [`Segment::append`] under its writer
+//! lock; readers call [`Segment::read`] concurrently. The committed size is published with
+//! release ordering after the bytes are written, so a reader never sees a half-written batch.
+//!
+//! Space is preallocated ahead of the write position in chunks (`fallocate` with
+//! `KEEP_SIZE`), so the file's length is always the committed data length and the blocks are
+//! allocated before writeback. Sealing a segment (on roll or clean close) releases the unused
+//! preallocation and trims the indexes to their entries.
+
+mod index_file;
+mod offset_index;
+pub(crate) mod scan;
+mod time_index;
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+
+use self::offset_index::OffsetIndex;
+use self::scan::{ScanStop, Scanner};
+use self::time_index::TimeIndex;
+use crate::batch::{BatchHeader, BatchPrefix, RecordBatch};
+use crate::error::{BatchError, Error, Result};
+use crate::fsio;
+use crate::types::{FilePosition, Offset, TimestampMs, NO_TIMESTAMP};
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// The largest segment file: positions are stored as u32 in the offset index, and Kafka caps
+/// segments at `i32::MAX` bytes.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Settings a segment needs from its log.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentConfig {
+    /// Bytes of batches between two index entries.
+    pub index_interval_bytes: u64,
+    /// Preallocated size of each index file while the segment is active.
+    pub index_max_bytes: usize,
+    /// Bytes preallocated ahead of the write position; 0 turns preallocation off.
+    pub preallocate_bytes: u64,
+}
+
+/// Name of a segment file: the base offset, zero-padded to 20 digits.
+pub fn file_name(base_offset: Offset, suffix: &str) -> String {
+    format!("{:020}.{suffix}", base_offset.0)
+}
+
+/// The base offset a segment file's name encodes, for names of the form `{020}.{suffix}`.
+pub fn parse_file_name(name: &str, suffix: &str) -> Option<Offset> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok().map(Offset)
+}
+
+/// What recovery found in a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryOutcome {
+    /// Bytes of whole, valid batches kept.
+    pub valid_bytes: u64,
+    /// Bytes cut from the end.
+    pub truncated_bytes: u64,
+    /// The offset after the last valid batch.
+    pub next_offset: Offset,
+    /// Why the scan stopped early, if it did.
+    pub stopped_at: Option<(u64, BatchError)>,
+}
+
+/// A problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub path: PathBuf,
+    pub position: u64,
+    /// The offset where the damage starts: the offset after the last good batch.
+    pub offset: Offset,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+struct Indexes {
+    offset: OffsetIndex,
+    time: TimeIndex,
+    bytes_since_entry: u64,
+    offset_of_max_timestamp: Offset,
+    preallocated_to: u64,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: Offset,
+    log_path: PathBuf,
+    index_path: PathBuf,
+    time_index_path: PathBuf,
+    file: File,
+    config: SegmentConfig,
+    /// Committed bytes: every byte below is a whole, written batch.
+    size: AtomicU64,
+    /// The offset after the last batch (the base offset when empty).
+    next_offset: AtomicU64,
+    max_timestamp: AtomicI64,
+    /// Timestamp of the first batch, or the wall-clock creation time when it has none: the
+    /// segment's age for roll-by-time.
+    first_timestamp: AtomicI64,
+    indexes: Mutex<Indexes>,
+}
+
+impl Segment {
+    /// Creates an empty segment, replacing leftover files of the same base offset.
+    pub fn create(dir: &Path, base_offset: Offset, config: SegmentConfig) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("create segment", &log_path, e))?;
+        Self::with_file(dir, base_offset, file, log_path, config, true)
+    }
+
+    /// Opens an existing segment. Its indexes are loaded but not trusted: the caller either
+    /// checks them ([`Segment::check_indexes`]) or rebuilds them ([`Segment::recover`]).
+    pub fn open(dir: &Path, base_offset: Offset, config: SegmentConfig, writable: bool) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&log_path)
+            .map_err(|e| Error::io("open segment", &log_path, e))?;
+        Self::with_file(dir, base_offset, file, log_path, config, writable)
+    }
+
+    fn with_file(
+        dir: &Path,
+        base_offset: Offset,
+        file: File,
+        log_path: PathBuf,
+        config: SegmentConfig,
+        writable: bool,
+    ) -> Result<Segment> {
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &log_path, e))?
+            .len();
+        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
+        let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        let offset = OffsetIndex::open(&index_path, config.index_max_bytes, writable)?;
+        let time = TimeIndex::open(&time_index_path, config.index_max_bytes, writable)?;
+        let max_timestamp = time.last().map_or(NO_TIMESTAMP, |(t, _)| t);
+        Ok(Segment {
+            base_offset,
+            log_path,
+            index_path,
+            time_index_path,
+            file,
+            config,
+            size: AtomicU64::new(size),
+            next_offset: AtomicU64::new(base_offset.0),
+            max_timestamp: AtomicI64::new(max_timestamp),
+            first_timestamp: AtomicI64::new(NO_TIMESTAMP),
+            indexes: Mutex::new(Indexes {
+                offset,
+                time,
+                bytes_since_entry: 0,
+                offset_of_max_timestamp: base_offset,
+                preallocated_to: size,
+            }),
+        })
+    }
+
+    pub fn base_offset(&self) -> Offset {
+        self.base_offset
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Committed bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The offset after the last batch; the base offset when empty.
+    pub fn next_offset(&self) -> Offset {
+        Offset(self.next_offset.load(Ordering::Acquire))
+    }
+
+    /// The largest record timestamp in the segment, or -1.
+    pub fn max_timestamp(&self) -> TimestampMs {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// When the segment started: its first batch's timestamp, else `NO_TIMESTAMP`.
+    pub fn first_timestamp(&self) -> TimestampMs {
+        self.first_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    /// True if the segment can take appends (its indexes are mapped for writing).
+    pub fn is_writable(&self) -> bool {
+        self.indexes.lock().offset.is_writable()
+    }
+
+    /// Sets the next offset of a segment that is followed by another: it ends where the next
+    /// one starts, so opening it needs no scan.
+    pub fn set_sealed_next_offset(&self, next: Offset) {
+        self.next_offset.store(next.0, Ordering::Release);
+    }
+
+    /// True if the indexes cannot take another entry: the segment must roll.
+    pub fn indexes_full(&self) -> bool {
+        let indexes = self.indexes.lock();
+        indexes.offset.is_full() || indexes.time.is_full()
+    }
+
+    /// Checks the loaded indexes against the log's size; on damage the caller recovers.
+    pub fn check_indexes(&self) -> Result<()> {
+        let indexes = self.indexes.lock();
+        indexes.offset.check(self.size())?;
+        let next = self.next_offset().relative_to(self.base_offset);
+        indexes.time.check(next)
+    }
+
+    /// Loads the state a clean shutdown left behind without a full scan: walks the batch
+    /// headers after the last index entry to find the next offset, the largest timestamp and
+    /// the bytes since the last index entry. Fails on any invalid batch (the caller then
+    /// recovers the segment).
+    pub fn load_tail(&self) -> Result<()> {
+        let mut indexes = self.indexes.lock();
+        let (start_offset, start_position) = match indexes.offset.last() {
+            Some((relative, position)) => (relative.absolute(self.base_offset), position.0),
+            None => (self.base_offset, 0),
+        };
+        let size = self.size();
+        let mut next = start_offset;
+        let mut max_timestamp = self.max_timestamp();
+        let mut offset_of_max = indexes.offset_of_max_timestamp;
+        for scanned in Scanner::new(&self.file, &self.log_path, start_position, size, false) {
+            let scanned = scanned.map_err(|stop| self.stop_error(stop))?;
+            let prefix = scanned.prefix;
+            if prefix.base_offset() != next {
+                return Err(self.out_of_order(scanned.position, prefix.base_offset(), next));
+            }
+            if scanned.position == 0 {
+                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+            }
+            if prefix.max_timestamp > max_timestamp {
+                max_timestamp = prefix.max_timestamp;
+                offset_of_max = prefix.last_offset();
+            }
+            next = prefix.last_offset().plus(1);
+        }
+        if start_position > 0 && self.first_timestamp() == NO_TIMESTAMP {
+            if let Some(prefix) = self.prefix_at(0)? {
+                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+            }
+        }
+        indexes.bytes_since_entry = size - start_position;
+        indexes.offset_of_max_timestamp = offset_of_max;
+        self.max_timestamp.store(max_timestamp, Ordering::Release);
+        self.next_offset.store(next.0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Scans every batch, validating bounds, CRC and offset order, rebuilds both indexes, and
+    /// cuts the file after the last valid batch. Never fails on bad data, only on I/O.
+    pub fn recover(&self) -> Result<RecoveryOutcome> {
+        let mut indexes = self.indexes.lock();
+        indexes.offset.clear();
+        indexes.time.clear();
+        indexes.bytes_since_entry = 0;
+        let size = self.size();
+        let mut next = self.base_offset;
+        let mut max_timestamp = NO_TIMESTAMP;
+        let mut offset_of_max = self.base_offset;
+        let mut stopped_at = None;
+        let mut valid_bytes = 0;
+        let mut scanner = Scanner::new(&self.file, &self.log_path, 0, size, true);
+        for scanned in scanner.by_ref() {
+            let scanned = match scanned {
+                Ok(scanned) => scanned,
+                Err(ScanStop::Invalid { position, reason }) => {
+                    stopped_at = Some((position, reason));
+                    break;
+                }
+                Err(ScanStop::Io(error)) => return Err(error),
+            };
+            let prefix = scanned.prefix;
+            if prefix.base_offset() != next {
+                stopped_at = Some((scanned.position, BatchError::OffsetOutOfOrder {
+                    found: prefix.base_offset,
+                    expected: next.0,
+                }));
+                break;
+            }
+            if scanned.position == 0 {
+                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+            }
+            if prefix.max_timestamp > max_timestamp {
+                max_timestamp = prefix.max_timestamp;
+                offset_of_max = prefix.last_offset();
+            }
+            indexes.offset_of_max_timestamp = offset_of_max;
+            self.max_timestamp.store(max_timestamp, Ordering::Release);
+            if !self.index_batch(&mut indexes, scanned.position, &prefix) {
+                // Only a segment holding more than 2^31 offsets fills its index this way.
+                stopped_at = Some((scanned.position, BatchError::OffsetOutOfOrder {
+                    found: prefix.base_offset,
+                    expected: next.0,
+                }));
+                break;
+            }
+            next = prefix.last_offset().plus(1);
+            valid_bytes = scanned.position + prefix.batch_size as u64;
+        }
+        let truncated_bytes = size - valid_bytes;
+        if truncated_bytes > 0 {
+            self.file
+                .set_len(valid_bytes)
+                .map_err(|e| Error::io("truncate segment", &self.log_path, e))?;
+            self.size.store(valid_bytes, Ordering::Release);
+        }
+        self.max_timestamp.store(max_timestamp, Ordering::Release);
+        self.next_offset.store(next.0, Ordering::Release);
+        indexes.preallocated_to = valid_bytes;
+        Ok(RecoveryOutcome {
+            valid_bytes,
+            truncated_bytes,
+            next_offset: next,
+            stopped_at,
+        })
+    }
+
+    /// Adds index entries for a batch about to sit at `position`. False if an index is full.
+    fn index_batch(&self, indexes: &mut Indexes, position: u64, prefix: &BatchPrefix) -> bool {
+        if indexes.bytes_since_entry > self.config.index_interval_bytes {
+            let Some(relative) = prefix.base_offset().relative_to(self.base_offset) else {
+                return false;
+            };
+            if !indexes.offset.append(relative, FilePosition(position)) {
+                return false;
+            }
+            let max_ts = self.max_timestamp();
+            if let Some(relative_max) = indexes.offset_of_max_timestamp.relative_to(self.base_offset) {
+                if !indexes.time.maybe_append(max_ts, relative_max) {
+                    return false;
+                }
+            }
+            indexes.bytes_since_entry = 0;
+        }
+        indexes.bytes_since_entry += prefix.batch_size as u64;
+        true
+    }
+
+    /// Appends validated batches whose offsets continue this segment. Called by the log's
+    /// single writer. On failure nothing becomes visible and the file is cut back.
+    pub fn append(&self, bytes: &[u8]) -> Result<()> {
+        let position = self.size();
+        let end = position + bytes.len() as u64;
+        assert!(end <= SEGMENT_BYTES_MAX, "the log rolls before a segment outgrows its positions");
+        let mut indexes = self.indexes.lock();
+        if self.config.preallocate_bytes > 0 && end > indexes.preallocated_to {
+            let len = self.config.preallocate_bytes.max(end - indexes.preallocated_to);
+            // A failure (typically a full disk) is not fatal here: the write below reports
+            // whether the bytes really fit.
+            if fsio::preallocate(&self.file, indexes.preallocated_to, len).is_ok() {
+                indexes.preallocated_to += len;
+            }
+        }
+        if let Err(error) = self.file.write_all_at(bytes, position) {
+            let error = Error::io("write segment", &self.log_path, error);
+            // Cut back whatever part of the write landed; shrinking needs no space.
+            self.file
+                .set_len(position)
+                .map_err(|e| Error::io("truncate segment after failed write", &self.log_path, e))?;
+            return Err(error);
+        }
+        let mut at = 0usize;
+        let mut next = self.next_offset();
+        let mut max_timestamp = self.max_timestamp();
+        while at < bytes.len() {
+            let prefix = BatchHeader::parse_prefix(&bytes[at..]).expect("appended batches were validated");
+            if position + at as u64 == 0 {
+                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+            }
+            if prefix.max_timestamp > max_timestamp {
+                max_timestamp = prefix.max_timestamp;
+                indexes.offset_of_max_timestamp = prefix.last_offset();
+                self.max_timestamp.store(max_timestamp, Ordering::Release);
+            }
+            let indexed = self.index_batch(&mut indexes, position + at as u64, &prefix);
+            debug_assert!(indexed, "the log rolls before the indexes fill");
+            next = prefix.last_offset().plus(1);
+            at += prefix.batch_size;
+        }
+        self.next_offset.store(next.0, Ordering::Release);
+        self.size.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// The first batch whose last offset is `>= offset`, with its position; `None` if every
+    /// batch ends before `offset`.
+    pub fn find(&self, offset: Offset) -> Result<Option<(u64, BatchPrefix)>> {
+        let start = match offset.relative_to(self.base_offset) {
+            Some(relative) => self.indexes.lock().offset.lookup(relative).map_or(0, |(_, p)| p.0),
+            None if offset < self.base_offset => 0,
+            None => return Ok(None),
+        };
+        let size = self.size();
+        for scanned in Scanner::new(&self.file, &self.log_path, start, size, false) {
+            let scanned = scanned.map_err(|stop| self.stop_error(stop))?;
+            if scanned.prefix.last_offset() >= offset {
+                return Ok(Some((scanned.position, scanned.prefix)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn prefix_at(&self, position: u64) -> Result<Option<BatchPrefix>> {
+        let size = self.size();
+        Scanner::new(&self.file, &self.log_path, position, size, false)
+            .next()
+            .transpose()
+            .map(|s| s.map(|s| s.prefix))
+            .map_err(|stop| self.stop_error(stop))
+    }
+
+    /// Reads whole batches starting at `position`: up to `max_bytes`, but always the first
+    /// batch whole, and only batches whose last offset is below `upper_bound`. Every batch
+    /// returned passed its CRC check; a damaged first batch is an error naming the place.
+    pub fn read(&self, position: u64, max_bytes: usize, upper_bound: Offset) -> Result<Bytes> {
+        let size = self.size();
+        if position >= size {
+            return Ok(Bytes::new());
+        }
+        let available = size - position;
+        let mut len = (max_bytes as u64).min(available) as usize;
+        let mut buf = self.read_exact_at(position, len.max(crate::batch::BATCH_HEADER_BYTES.min(available as usize)))?;
+        let first = BatchHeader::parse_prefix(&buf).map_err(|reason| self.corrupt(position, reason))?;
+        if first.batch_size > buf.len() {
+            if first.batch_size as u64 > available {
+                return Err(self.corrupt(
+                    position,
+                    BatchError::Truncated {
+                        needed: first.batch_size,
+                        available: available as usize,
+                    },
+                ));
+            }
+            len = first.batch_size;
+            buf = self.read_exact_at(position, len)?;
+        }
+        let mut kept = 0;
+        for item in crate::batch::batches(&buf) {
+            match item {
+                Ok((at, header, _)) if header.last_offset() < upper_bound => {
+                    kept = at + header.batch_size();
+                }
+                Ok(_) => break,
+                // A batch cut by `max_bytes` is expected; damage shows on the next read.
+                Err(BatchError::Truncated { .. }) if kept > 0 => break,
+                Err(reason) if kept == 0 => return Err(self.corrupt(position, reason)),
+                Err(_) => break,
+            }
+        }
+        buf.truncate(kept);
+        Ok(buf.freeze())
+    }
+
+    fn read_exact_at(&self, position: u64, len: usize) -> Result<BytesMut> {
+        let mut buf = BytesMut::zeroed(len);
+        let mut read = 0;
+        while read < len {
+            match self.file.read_at(&mut buf[read..], position + read as u64) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read segment", &self.log_path, e)),
+            }
+        }
+        buf.truncate(read);
+        Ok(buf)
+    }
+
+    /// The first record with a timestamp `>= target`: its offset and timestamp.
+    pub fn find_by_timestamp(&self, target: TimestampMs, from: Offset) -> Result<Option<(Offset, TimestampMs)>> {
+        if self.max_timestamp() < target {
+            return Ok(None);
+        }
+        let start_offset = {
+            let indexes = self.indexes.lock();
+            indexes
+                .time
+                .lookup_before(target)
+                .map_or(self.base_offset, |(_, r)| r.absolute(self.base_offset))
+                .max(from)
+        };
+        let Some((start, _)) = self.find(start_offset)? else {
+            return Ok(None);
+        };
+        let size = self.size();
+        let mut scanner = Scanner::new(&self.file, &self.log_path, start, size, true);
+        while let Some(scanned) = scanner.next() {
+            let scanned = scanned.map_err(|stop| self.stop_error(stop))?;
+            if scanned.prefix.max_timestamp < target {
+                continue;
+            }
+            let bytes = Bytes::copy_from_slice(scanner.batch_bytes(scanned.position, scanned.prefix.batch_size));
+            let batch = RecordBatch::new(bytes).map_err(|r| self.corrupt(scanned.position, r))?;
+            for record in batch.records().map_err(|r| self.corrupt(scanned.position, r))? {
+                let record = record.map_err(|r| self.corrupt(scanned.position, r))?;
+                if record.timestamp >= target && record.offset >= from {
+                    return Ok(Some((record.offset, record.timestamp)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch that holds an offset `>= offset`. Returns the bytes removed. The
+    /// segment's next offset becomes the base offset of the first batch removed.
+    pub fn truncate_to(&self, offset: Offset) -> Result<u64> {
+        let Some((position, prefix)) = self.find(offset)? else {
+            return Ok(0);
+        };
+        let size = self.size();
+        let mut indexes = self.indexes.lock();
+        self.file
+            .set_len(position)
+            .map_err(|e| Error::io("truncate segment", &self.log_path, e))?;
+        indexes.offset.truncate_to_position(FilePosition(position));
+        if let Some(relative) = prefix.base_offset().relative_to(self.base_offset) {
+            indexes.time.truncate_to(relative);
+        }
+        self.size.store(position, Ordering::Release);
+        self.next_offset.store(prefix.base_offset().0, Ordering::Release);
+        indexes.preallocated_to = position;
+        drop(indexes);
+        // The largest timestamp and the index tally must describe what is left.
+        self.max_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+        if position == 0 {
+            self.first_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+        }
+        self.reload_after_truncate()?;
+        Ok(size - position)
+    }
+
+    fn reload_after_truncate(&self) -> Result<()> {
+        {
+            let mut indexes = self.indexes.lock();
+            let max = indexes.time.last();
+            self.max_timestamp.store(max.map_or(NO_TIMESTAMP, |(t, _)| t), Ordering::Release);
+            indexes.offset_of_max_timestamp =
+                max.map_or(self.base_offset, |(_, r)| r.absolute(self.base_offset));
+        }
+        self.load_tail()
+    }
+
+    /// Writes the segment's data and indexes to disk.
+    pub fn flush(&self) -> Result<()> {
+        fsio::sync_data(&self.file, &self.log_path)?;
+        let indexes = self.indexes.lock();
+        indexes.offset.flush()?;
+        indexes.time.flush()
+    }
+
+    /// Makes the log data durable (indexes are derived and rebuilt after a crash).
+    pub fn sync_data(&self) -> Result<()> {
+        fsio::sync_data(&self.file, &self.log_path)
+    }
+
+    /// Closes the segment for writing: records its largest timestamp in the time index,
+    /// releases unused preallocated space, trims the indexes and flushes everything.
+    pub fn seal(&self) -> Result<()> {
+        let mut indexes = self.indexes.lock();
+        let max_ts = self.max_timestamp();
+        if max_ts != NO_TIMESTAMP {
+            if let Some(relative) = indexes.offset_of_max_timestamp.relative_to(self.base_offset) {
+                indexes.time.maybe_append(max_ts, relative);
+            }
+        }
+        self.release_preallocation(&mut indexes)?;
+        indexes.offset.trim()?;
+        indexes.time.trim()?;
+        drop(indexes);
+        fsio::sync_data(&self.file, &self.log_path)
+    }
+
+    /// Prepares the active segment for a clean shutdown: like [`Segment::seal`], but the
+    /// segment may be reopened for appends.
+    pub fn close_clean(&self) -> Result<()> {
+        self.seal()
+    }
+
+    fn release_preallocation(&self, indexes: &mut Indexes) -> Result<()> {
+        let size = self.size();
+        if indexes.preallocated_to > size {
+            fsio::release_after(&self.file, size, indexes.preallocated_to - size)
+                .map_err(|e| Error::io("release preallocated space", &self.log_path, e))?;
+            indexes.preallocated_to = size;
+        }
+        Ok(())
+    }
+
+    /// Deletes the segment's files.
+    pub fn delete(&self) -> Result<()> {
+        for path in [&self.log_path, &self.index_path, &self.time_index_path] {
+            remove_if_exists(path)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every batch (CRC, offsets in order) and the indexes against the data.
+    pub fn verify(&self) -> Vec<Damage> {
+        let mut damage = Vec::new();
+        let size = self.size();
+        let mut next = self.base_offset;
+        let mut scanner = Scanner::new(&self.file, &self.log_path, 0, size, true);
+        let mut positions = Vec::new();
+        for scanned in scanner.by_ref() {
+            match scanned {
+                Ok(scanned) if scanned.prefix.base_offset() == next => {
+                    positions.push((scanned.prefix.base_offset(), scanned.position));
+                    next = scanned.prefix.last_offset().plus(1);
+                }
+                Ok(scanned) => {
+                    damage.push(self.damage(scanned.position, next, format!(
+                        "batch has base offset {}, expected {next}",
+                        scanned.prefix.base_offset
+                    )));
+                    break;
+                }
+                Err(ScanStop::Invalid { position, reason }) => {
+                    damage.push(self.damage(position, next, reason.to_string()));
+                    break;
+                }
+                Err(ScanStop::Io(error)) => {
+                    damage.push(self.damage(scanner.position(), next, error.to_string()));
+                    break;
+                }
+            }
+        }
+        let indexes = self.indexes.lock();
+        if let Err(error) = indexes.offset.check(size) {
+            damage.push(self.damage(0, self.base_offset, error.to_string()));
+        } else {
+            for i in 0..indexes.offset.len() {
+                let (relative, position) = indexes.offset.entry(i);
+                let offset = relative.absolute(self.base_offset);
+                if positions.binary_search(&(offset, position.0)).is_err() {
+                    damage.push(Damage {
+                        path: self.index_path.clone(),
+                        position: position.0,
+                        offset,
+                        reason: format!("index entry {i} points to no batch starting at offset {offset}"),
+                    });
+                    break;
+                }
+            }
+        }
+        if let Err(error) = indexes.time.check(next.relative_to(self.base_offset)) {
+            damage.push(Damage {
+                path: self.time_index_path.clone(),
+                position: 0,
+                offset: self.base_offset,
+                reason: error.to_string(),
+            });
+        }
+        damage
+    }
+
+    fn damage(&self, position: u64, offset: Offset, reason: String) -> Damage {
+        Damage {
+            path: self.log_path.clone(),
+            position,
+            offset,
+            reason,
+        }
+    }
+
+    fn out_of_order(&self, position: u64, found: Offset, expected: Offset) -> Error {
+        self.corrupt(
+            position,
+            BatchError::OffsetOutOfOrder {
+                found: found.0 as i64,
+                expected: expected.0,
+            },
+        )
+    }
+
+    fn corrupt(&self, position: u64, reason: BatchError) -> Error {
+        Error::SegmentCorrupt {
+            path: self.log_path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    fn stop_error(&self, stop: ScanStop) -> Error {
+        match stop {
+            ScanStop::Invalid { position, reason } => self.corrupt(position, reason),
+            ScanStop::Io(error) => error,
+        }
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}

@@ -1,0 +1,253 @@
+//! The partition log's behaviour through its public API, on real files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log_core::batch::split_batches;
+use log_core::{BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, ManualClock, Offset, PartitionLog};
+
+fn batch(values: &[&[u8]], timestamp: i64, compression: Compression) -> bytes::BytesMut {
+    let mut builder = BatchBuilder::new(compression);
+    for value in values {
+        builder.append(timestamp, None, Some(value), &[]);
+    }
+    builder.build().unwrap()
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        preallocate_bytes: 8192,
+        ..LogConfig::default()
+    }
+}
+
+/// Every record value readable from `from`, in order, with its offset.
+fn read_all(log: &PartitionLog, from: Offset) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let result = log.read(next, 64 << 10, log.log_end_offset()).unwrap();
+        if result.records.is_empty() {
+            return out;
+        }
+        for batch in split_batches(result.records) {
+            let batch = batch.unwrap();
+            for record in batch.records().unwrap() {
+                let record = record.unwrap();
+                if record.offset >= next {
+                    out.push((record.offset.0, record.value.unwrap().to_vec()));
+                }
+            }
+            next = batch.header().next_offset();
+        }
+    }
+}
+
+#[test]
+fn leader_append_assigns_offsets_and_epoch_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let first = log.append_as_leader(&mut batch(&[b"a", b"b"], 1000, Compression::None), LeaderEpoch(3)).unwrap();
+    assert_eq!((first.first_offset, first.last_offset), (Offset(0), Offset(1)));
+    let second = log.append_as_leader(&mut batch(&[b"c"], 1001, Compression::Zstd), LeaderEpoch(3)).unwrap();
+    assert_eq!(second.first_offset, Offset(2));
+    assert_eq!(log.log_end_offset(), Offset(3));
+    let values: Vec<_> = read_all(&log, Offset(0)).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    let raw = log.read(Offset(2), 1 << 20, Offset(3)).unwrap().records;
+    let stored = split_batches(raw).next().unwrap().unwrap();
+    assert_eq!(stored.header().leader_epoch(), LeaderEpoch(3));
+    assert_eq!(log.leader_epochs(), vec![(LeaderEpoch(3), Offset(0))]);
+}
+
+#[test]
+fn reads_respect_upper_bound_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    for i in 0..5u8 {
+        log.append_as_leader(&mut batch(&[&[i]], 1000, Compression::None), LeaderEpoch(0)).unwrap();
+    }
+    let bounded = log.read(Offset(0), 1 << 20, Offset(2)).unwrap();
+    assert_eq!(split_batches(bounded.records).count(), 2);
+    assert!(log.read(Offset(5), 1024, Offset(5)).unwrap().records.is_empty());
+    assert!(matches!(log.read(Offset(6), 1024, Offset(6)), Err(Error::OffsetOutOfRange { .. })));
+    // max_bytes smaller than one batch still returns that whole batch.
+    let tiny = log.read(Offset(1), 1, Offset(5)).unwrap();
+    assert_eq!(split_batches(tiny.records).count(), 1);
+}
+
+#[test]
+fn oversize_and_corrupt_batches_are_rejected_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_batch_bytes: 1024,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    let big = vec![7u8; 2000];
+    let result = log.append_as_leader(&mut batch(&[&big], 1, Compression::None), LeaderEpoch(0));
+    assert!(matches!(result, Err(Error::BatchTooLarge { max: 1024, .. })), "{result:?}");
+    let mut corrupt = batch(&[b"x"], 1, Compression::None);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x40;
+    assert!(matches!(log.append_as_leader(&mut corrupt, LeaderEpoch(0)), Err(Error::InvalidBatch(_))));
+    assert_eq!(log.log_end_offset(), Offset(0));
+}
+
+#[test]
+fn follower_append_rejects_gaps_and_overlaps() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let leader = PartitionLog::open(leader_dir.path(), small_config()).unwrap();
+    for i in 0..3u8 {
+        leader.append_as_leader(&mut batch(&[&[i], &[i]], 5, Compression::Lz4), LeaderEpoch(1)).unwrap();
+    }
+    let all = leader.read(Offset(0), 1 << 20, Offset(6)).unwrap().records;
+    let batches: Vec<Bytes> = split_batches(all).map(|b| b.unwrap().bytes().clone()).collect();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let follower = PartitionLog::open(follower_dir.path(), small_config()).unwrap();
+    assert!(matches!(
+        follower.append_as_follower(&batches[1]),
+        Err(Error::NonContiguousAppend { expected: Offset(0), found: Offset(2) })
+    ));
+    follower.append_as_follower(&batches[0]).unwrap();
+    assert!(matches!(follower.append_as_follower(&batches[0]), Err(Error::NonContiguousAppend { .. })));
+    follower.append_as_follower(&[batches[1].as_ref(), batches[2].as_ref()].concat()).unwrap();
+    assert_eq!(follower.log_end_offset(), Offset(6));
+    assert_eq!(follower.leader_epochs(), vec![(LeaderEpoch(1), Offset(0))]);
+}
+
+#[test]
+fn rolls_segments_and_survives_clean_and_unclean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = vec![1u8; 300];
+    {
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        for _ in 0..40 {
+            log.append_as_leader(&mut batch(&[&value], 7, Compression::None), LeaderEpoch(0)).unwrap();
+        }
+        assert!(log.segments().len() > 3, "{:?}", log.segments());
+        log.close().unwrap();
+    }
+    {
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(40));
+        assert_eq!(read_all(&log, Offset(0)).len(), 40);
+        assert_eq!(read_all(&log, Offset(17))[0].0, 17);
+        for _ in 0..5 {
+            log.append_as_leader(&mut batch(&[&value], 8, Compression::None), LeaderEpoch(1)).unwrap();
+        }
+        log.flush().unwrap();
+        log.abandon();
+    }
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(45));
+    assert_eq!(read_all(&log, Offset(0)).len(), 45);
+    assert!(log.verify().is_empty(), "{:?}", log.verify());
+    assert_eq!(log.leader_epochs(), vec![(LeaderEpoch(0), Offset(0)), (LeaderEpoch(1), Offset(40))]);
+}
+
+#[test]
+fn truncate_to_cuts_whole_batches_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let value = vec![2u8; 500];
+    for i in 0..20 {
+        log.append_as_leader(&mut batch(&[&value, &value], 10, Compression::None), LeaderEpoch(i / 10)).unwrap();
+    }
+    log.set_high_watermark(Offset(40));
+    log.truncate_to(Offset(13)).unwrap();
+    // Offset 13 sits inside the batch 12..=13: the whole batch goes.
+    assert_eq!(log.log_end_offset(), Offset(12));
+    assert_eq!(log.high_watermark(), Offset(12));
+    assert_eq!(log.leader_epochs(), vec![(LeaderEpoch(0), Offset(0))]);
+    assert_eq!(read_all(&log, Offset(0)).len(), 12);
+    let next = log.append_as_leader(&mut batch(&[b"new"], 11, Compression::None), LeaderEpoch(2)).unwrap();
+    assert_eq!(next.first_offset, Offset(12));
+    assert!(log.verify().is_empty(), "{:?}", log.verify());
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(13));
+    assert_eq!(read_all(&log, Offset(0)).len(), 13);
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let value = vec![3u8; 200];
+    for i in 0..50i64 {
+        log.append_as_leader(&mut batch(&[&value, &value], 1000 + i * 10, Compression::None), LeaderEpoch(0)).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 1000)));
+    assert_eq!(log.offset_for_timestamp(1255).unwrap(), Some((Offset(52), 1260)));
+    assert_eq!(log.offset_for_timestamp(1260).unwrap(), Some((Offset(52), 1260)));
+    assert_eq!(log.offset_for_timestamp(2000).unwrap(), None);
+}
+
+#[test]
+fn delete_records_and_retention_remove_whole_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let config = LogConfig {
+        retention_age: Some(Duration::from_secs(60)),
+        retention_bytes: None,
+        ..small_config()
+    };
+    let log = PartitionLog::open_with_clock(dir.path(), config, Arc::new(clock.clone())).unwrap();
+    let value = vec![4u8; 1000];
+    for i in 0..12i64 {
+        log.append_as_leader(&mut batch(&[&value], 1_000_000 + i * 1000, Compression::None), LeaderEpoch(0)).unwrap();
+    }
+    let segments_before = log.segments().len();
+    assert!(segments_before >= 3);
+    assert_eq!(log.apply_retention().unwrap().segments_deleted, 0);
+    clock.advance_ms(60_000 + 5_500);
+    let outcome = log.apply_retention().unwrap();
+    assert!(outcome.segments_deleted >= 1, "{outcome:?}");
+    assert!(log.log_start_offset() > Offset(0));
+    assert!(log.segments().len() < segments_before);
+    clock.advance_ms(3_600_000);
+    log.apply_retention().unwrap();
+    assert_eq!(log.segments().len(), 1, "the active segment stays");
+    let start = log.log_start_offset();
+    assert!(matches!(log.read(Offset(0), 1024, Offset(12)), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(read_all(&log, start).first().map(|(o, _)| *o), Some(start.0));
+    log.delete_records_before(Offset(11)).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(11));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(11));
+}
+
+#[test]
+fn every_write_policy_makes_appends_durable_with_shared_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::EveryWrite,
+        ..LogConfig::default()
+    };
+    let log = Arc::new(PartitionLog::open(dir.path(), config).unwrap());
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let log = Arc::clone(&log);
+            scope.spawn(move || {
+                for i in 0..50u8 {
+                    let info = log.append_as_leader(&mut batch(&[&[t, i]], 1, Compression::None), LeaderEpoch(0)).unwrap();
+                    assert!(log.durable_offset() > info.last_offset);
+                }
+            });
+        }
+    });
+    assert_eq!(log.log_end_offset(), Offset(200));
+    assert_eq!(log.durable_offset(), Offset(200));
+}
+
+#[test]
+fn second_open_of_a_locked_directory_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert!(matches!(PartitionLog::open(dir.path(), small_config()), Err(Error::Locked { .. })));
+}
