@@ -66,7 +66,7 @@ pub struct LogManager {
     logs: RwLock<BTreeMap<PartitionKey, Arc<PartitionLog>>>,
     shutdown: Arc<Shutdown>,
     background: Mutex<Option<JoinHandle<()>>>,
-    _lock: DirLock,
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl LogManager {
@@ -101,7 +101,7 @@ impl LogManager {
             logs: RwLock::new(logs),
             shutdown: Arc::new(Shutdown::default()),
             background: Mutex::new(None),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         let weak = Arc::downgrade(&manager);
         let shutdown = Arc::clone(&manager.shutdown);
@@ -215,6 +215,8 @@ impl LogManager {
                 first_error.get_or_insert(error);
             }
         }
+        // Another manager (or process) may open the directory from now on.
+        self.lock.lock().take();
         first_error.map_or(Ok(()), Err)
     }
 }

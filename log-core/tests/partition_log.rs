@@ -251,3 +251,25 @@ fn second_open_of_a_locked_directory_fails_clearly() {
     let _log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert!(matches!(PartitionLog::open(dir.path(), small_config()), Err(Error::Locked { .. })));
 }
+
+#[test]
+fn read_only_open_follows_a_live_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let value = vec![5u8; 700];
+    for _ in 0..10 {
+        writer.append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0)).unwrap();
+    }
+    let reader = PartitionLog::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.log_end_offset(), Offset(10));
+    assert_eq!(read_all(&reader, Offset(0)).len(), 10);
+    for _ in 0..10 {
+        writer.append_as_leader(&mut batch(&[&value], 2, Compression::Lz4), LeaderEpoch(0)).unwrap();
+    }
+    assert_eq!(reader.log_end_offset(), Offset(10), "a read-only log moves only on refresh");
+    reader.refresh().unwrap();
+    assert_eq!(reader.log_end_offset(), Offset(20));
+    assert_eq!(read_all(&reader, Offset(0)).len(), 20);
+    assert!(reader.verify().is_empty(), "{:?}", reader.verify());
+    assert!(reader.append_as_leader(&mut batch(&[b"x"], 1, Compression::None), LeaderEpoch(0)).is_err());
+}

@@ -1,5 +1,65 @@
 //! The `runnel` binary. Thin: it parses arguments and calls the libraries.
+//!
+//! One binary, one clap subcommand per area (`log` today; `broker`, `topic`, `produce`,
+//! `consume` and `bench` join [`Command`] later). Every subcommand returns the exit code it
+//! wants; an error becomes `error: …` on stderr and [`EXIT_ERROR`].
+//!
+//! Exit codes, the same for every subcommand:
+//!
+//! ```text
+//! 0  success
+//! 1  the command ran and found a problem (`log verify`: damage)
+//! 2  the command could not run: bad arguments, missing or unreadable log, I/O failure
+//! ```
 
-fn main() {
-    println!("runnel: not yet built");
+mod log_cmd;
+mod shutdown;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code when a command could not do its work (clap uses 2 for usage errors too).
+const EXIT_ERROR: u8 = 2;
+
+/// Runnel: a Kafka-style message broker.
+#[derive(Debug, Parser)]
+#[command(name = "runnel", version, about, propagate_version = true)]
+#[command(after_help = "Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.\n\
+Exit codes: 0 success, 1 a problem was found (e.g. `log verify` found damage), 2 error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with a partition log directory directly, without a broker (uses only log-core).
+    Log(log_cmd::LogArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Log(args) => log_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Diagnostics to stderr, filtered by `RUST_LOG` (default: warnings and errors), so stdout
+/// carries only data.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

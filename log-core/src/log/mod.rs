@@ -15,6 +15,7 @@ mod checkpoint;
 mod config;
 mod epoch_cache;
 mod group_commit;
+mod read_only;
 mod recovery;
 
 use std::collections::BTreeMap;
@@ -95,7 +96,7 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     clock: Arc<dyn Clock>,
-    _lock: Option<DirLock>,
+    lock: Mutex<Option<DirLock>>,
     read_only: bool,
     writer: Mutex<WriterState>,
     segments: RwLock<BTreeMap<Offset, Arc<Segment>>>,
@@ -386,10 +387,25 @@ impl PartitionLog {
             let start = segments.range(..=from).next_back().map_or(Offset::ZERO, |(b, _)| *b);
             segments.range(start..).take(2).map(|(_, s)| Arc::clone(s)).collect()
         };
+        let mut previous: Option<Arc<Segment>> = None;
         for segment in candidates {
+            if from < segment.base_offset() {
+                // Offsets between two segments are missing: only a damaged segment that a
+                // read-only log could not read to its end leaves such a gap.
+                let damaged = previous.as_ref().unwrap_or(&segment);
+                return Err(Error::SegmentCorrupt {
+                    path: damaged.path().to_path_buf(),
+                    position: damaged.size(),
+                    reason: crate::error::BatchError::OffsetOutOfOrder {
+                        found: segment.base_offset().0 as i64,
+                        expected: from.0,
+                    },
+                });
+            }
             if let Some((position, _)) = segment.find(from)? {
                 return Ok(result(segment.read(position, max_bytes, upper)?));
             }
+            previous = Some(segment);
         }
         Ok(result(Bytes::new()))
     }
@@ -668,7 +684,10 @@ impl PartitionLog {
         self.flush_to(end).inspect_err(|_| self.poison())?;
         let _writer = self.writer.lock();
         self.active_segment().close_clean()?;
-        checkpoint::write_clean_shutdown_marker(&self.dir, end)
+        checkpoint::write_clean_shutdown_marker(&self.dir, end)?;
+        // Another process may open the log from now on.
+        self.lock.lock().take();
+        Ok(())
     }
 
     /// Drops the log without a clean close, as a killed process would: no flush, no
@@ -727,6 +746,23 @@ impl PartitionLog {
                 }
             }
             damage.extend(segment.verify());
+            match segment.uncommitted_bytes() {
+                Ok(0) => {}
+                Ok(bytes) => damage.push(Damage {
+                    path: segment.path().to_path_buf(),
+                    position: segment.size(),
+                    offset: segment.next_offset(),
+                    reason: format!(
+                        "{bytes} bytes after the last whole batch: a torn write, damage, or a batch still being written"
+                    ),
+                }),
+                Err(error) => damage.push(Damage {
+                    path: segment.path().to_path_buf(),
+                    position: 0,
+                    offset: segment.base_offset(),
+                    reason: error.to_string(),
+                }),
+            }
             expected = Some(segment.next_offset());
         }
         damage

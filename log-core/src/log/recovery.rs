@@ -53,7 +53,7 @@ impl PartitionLog {
         };
         let clean = clean && checkpoint.is_some();
         let checkpoint = checkpoint.unwrap_or_default();
-        let bases = list_segments(&dir)?;
+        let bases = list_segments(&dir, true)?;
         let segment_config = config.segment_config();
         let segments = if bases.is_empty() {
             let segment = Segment::create(&dir, checkpoint.log_start, segment_config)?;
@@ -78,7 +78,7 @@ impl PartitionLog {
             dir,
             config,
             clock,
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
             read_only: false,
             writer: Mutex::new(WriterState {
                 active_created_ms: now,
@@ -211,7 +211,7 @@ fn recover_unclean(dir: &Path, bases: &[Offset], config: &LogConfig, recovery_po
     Ok(segments)
 }
 
-fn load_epochs(dir: &Path, log_start: Offset, log_end: Offset) -> Result<LeaderEpochCache> {
+pub(super) fn load_epochs(dir: &Path, log_start: Offset, log_end: Offset) -> Result<LeaderEpochCache> {
     let mut epochs = match LeaderEpochCache::load(dir) {
         Ok(epochs) => epochs,
         Err(error) => {
@@ -228,7 +228,7 @@ fn load_epochs(dir: &Path, log_start: Offset, log_end: Offset) -> Result<LeaderE
 
 /// Segment base offsets in order, from the `.log` files in `dir`. Index files without a log
 /// are removed.
-fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+pub(super) fn list_segments(dir: &Path, remove_orphans: bool) -> Result<Vec<Offset>> {
     let mut bases = Vec::new();
     let mut orphans: Vec<PathBuf> = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| Error::io("list log directory", dir, e))?;
@@ -245,13 +245,13 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
     for name in &names {
         for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
             if let Some(base) = segment::parse_file_name(name, suffix) {
-                if bases.binary_search(&base).is_err() && !bases.contains(&base) {
+                if !bases.contains(&base) {
                     orphans.push(dir.join(name));
                 }
             }
         }
     }
-    for orphan in orphans {
+    for orphan in orphans.iter().filter(|_| remove_orphans) {
         fs::remove_file(&orphan).map_err(|e| Error::io("remove orphan index", &orphan, e))?;
     }
     bases.sort();

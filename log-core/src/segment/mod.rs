@@ -240,6 +240,79 @@ impl Segment {
         indexes.time.check(next)
     }
 
+    /// For a segment another process may be appending to (opened read-only): restarts from
+    /// the last index entry that is plausible for the file's current length, then catches up.
+    pub fn reset_for_follow(&self) -> Result<()> {
+        let file_len = self.file_len()?;
+        let (offset, position) = {
+            let mut indexes = self.indexes.lock();
+            indexes.offset.keep_valid_prefix(file_len);
+            indexes.time.keep_valid_prefix();
+            match indexes.offset.last() {
+                Some((relative, position)) => (relative.absolute(self.base_offset), position.0),
+                None => (self.base_offset, 0),
+            }
+        };
+        self.size.store(position, Ordering::Release);
+        self.next_offset.store(offset.0, Ordering::Release);
+        if position == 0 {
+            self.first_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+        }
+        self.catch_up()
+    }
+
+    /// For a read-only segment: extends the committed size over whole, valid batches written
+    /// since the last look. Stops quietly at a batch still being written.
+    pub fn catch_up(&self) -> Result<()> {
+        let file_len = self.file_len()?;
+        let start = self.size();
+        if file_len < start {
+            // The writer cut the file (truncation): start over.
+            return self.reset_for_follow();
+        }
+        let mut next = self.next_offset();
+        let mut max_timestamp = self.max_timestamp();
+        let mut end = start;
+        for scanned in Scanner::new(&self.file, &self.log_path, start, file_len, true) {
+            let Ok(scanned) = scanned else { break };
+            let prefix = scanned.prefix;
+            if prefix.base_offset() != next {
+                break;
+            }
+            if scanned.position == 0 {
+                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+            }
+            max_timestamp = max_timestamp.max(prefix.max_timestamp);
+            next = prefix.last_offset().plus(1);
+            end = scanned.position + prefix.batch_size as u64;
+        }
+        self.max_timestamp.store(max_timestamp, Ordering::Release);
+        self.next_offset.store(next.0, Ordering::Release);
+        self.size.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Bytes in the file past the committed size: a batch being written, or a torn tail.
+    pub fn uncommitted_bytes(&self) -> Result<u64> {
+        Ok(self.file_len()?.saturating_sub(self.size()))
+    }
+
+    /// Forgets the in-memory index entries (of a read-only segment whose index is damaged):
+    /// lookups then scan from the start of the segment.
+    pub fn forget_index(&self) {
+        let mut indexes = self.indexes.lock();
+        indexes.offset.clear();
+        indexes.time.clear();
+    }
+
+    fn file_len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &self.log_path, e))?
+            .len())
+    }
+
     /// Loads the state a clean shutdown left behind without a full scan: walks the batch
     /// headers after the last index entry to find the next offset, the largest timestamp and
     /// the bytes since the last index entry. Fails on any invalid batch (the caller then

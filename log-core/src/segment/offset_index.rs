@@ -69,6 +69,23 @@ impl OffsetIndex {
         Ok(())
     }
 
+    /// Keeps the longest prefix of entries that strictly increase and point inside a log of
+    /// `log_size` bytes (an index another process is still writing ends in zeros).
+    pub(crate) fn keep_valid_prefix(&mut self, log_size: u64) {
+        let mut previous: Option<(RelativeOffset, FilePosition)> = None;
+        let mut keep = 0;
+        for i in 0..self.len() {
+            let (relative, position) = self.entry(i);
+            let ordered = previous.is_none_or(|(r, p)| relative > r && position > p);
+            if !ordered || position.0 >= log_size {
+                break;
+            }
+            previous = Some((relative, position));
+            keep = i + 1;
+        }
+        self.file.truncate_entries(keep);
+    }
+
     /// Adds an entry; false if the index is full (the segment must roll).
     pub(crate) fn append(&mut self, relative: RelativeOffset, position: FilePosition) -> bool {
         debug_assert!(self.last().is_none_or(|(r, p)| relative > r && position > p));

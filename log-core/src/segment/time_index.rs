@@ -70,6 +70,22 @@ impl TimeIndex {
         Ok(())
     }
 
+    /// Keeps the longest prefix of entries that strictly increase.
+    pub(crate) fn keep_valid_prefix(&mut self) {
+        let mut keep = 0;
+        for i in 0..self.len() {
+            let (timestamp, relative) = self.entry(i);
+            if i > 0 {
+                let (t, r) = self.entry(i - 1);
+                if timestamp <= t || relative < r {
+                    break;
+                }
+            }
+            keep = i + 1;
+        }
+        self.file.truncate_entries(keep);
+    }
+
     /// Adds `(timestamp, relative)` if the timestamp grew. False only if the index is full.
     pub(crate) fn maybe_append(&mut self, timestamp: TimestampMs, relative: RelativeOffset) -> bool {
         if self.last().is_some_and(|(t, r)| timestamp <= t || relative < r) {
