@@ -47,14 +47,16 @@ pub enum BatchError {
 }
 
 /// Everything a log operation can fail with.
+///
+/// Causes are part of each variant's message (not `source()`), so printing an error once,
+/// with `{}` or with anyhow's `{:#}`, says everything exactly once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The filesystem is full (ENOSPC). Nothing was appended; the log is consistent and
     /// appends succeed again once space is freed.
@@ -65,7 +67,7 @@ pub enum Error {
     #[error("log {dir} is poisoned by a failed fsync; reopen it to recover")]
     Poisoned { dir: PathBuf },
     #[error("invalid batch in append: {0}")]
-    InvalidBatch(#[source] BatchError),
+    InvalidBatch(BatchError),
     #[error("batch of {size} bytes exceeds the log's max_batch_bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
     #[error("records out of order: expected offset {expected}, found {found}")]
@@ -82,7 +84,6 @@ pub enum Error {
     SegmentCorrupt {
         path: PathBuf,
         position: u64,
-        #[source]
         reason: BatchError,
     },
     #[error("index {path} is damaged: {reason}")]
@@ -112,7 +113,11 @@ impl Error {
         if is_disk_full(&source) {
             Error::DiskFull { op, path }
         } else {
-            Error::Io { op, path, source }
+            Error::Io {
+                op,
+                path,
+                cause: source,
+            }
         }
     }
 

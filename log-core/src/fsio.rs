@@ -38,7 +38,7 @@ pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
         return Err(Error::Io {
             op: "fdatasync",
             path: path.to_path_buf(),
-            source: io::Error::from_raw_os_error(libc::EIO),
+            cause: io::Error::from_raw_os_error(libc::EIO),
         });
     }
     file.sync_data()

@@ -25,6 +25,9 @@ pub mod batch;
 pub mod clock;
 pub mod error;
 mod fsio;
+/// Test hooks that make fsyncs fail (feature `fault-injection`, never in production builds).
+#[cfg(feature = "fault-injection")]
+pub use fsio::fault;
 pub mod log;
 pub mod manager;
 pub mod segment;
@@ -33,6 +36,6 @@ pub mod types;
 pub use batch::{BatchBuilder, BatchHeader, Compression, Header, Record, RecordBatch};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BatchError, Error, Result};
-pub use log::{AppendInfo, FlushPolicy, LogConfig, PartitionLog, ReadResult};
+pub use log::{AppendInfo, FlushPolicy, LogConfig, PartitionLog, ReadResult, VerifyReport};
 pub use manager::{LogManager, ManagerConfig};
 pub use types::{FilePosition, LeaderEpoch, Offset, RelativeOffset, TimestampMs};

@@ -83,7 +83,8 @@ impl LogManager {
     ) -> Result<Arc<LogManager>> {
         config.default_log.validate()?;
         let data_dir = data_dir.as_ref().to_path_buf();
-        fs::create_dir_all(&data_dir).map_err(|e| Error::io("create data directory", &data_dir, e))?;
+        fs::create_dir_all(&data_dir)
+            .map_err(|e| Error::io("create data directory", &data_dir, e))?;
         let lock = DirLock::acquire(&data_dir)?;
         let partitions = scan_data_dir(&data_dir)?;
         let started = Instant::now();
@@ -122,7 +123,12 @@ impl LogManager {
     }
 
     /// Creates a partition with `config` (or the default settings).
-    pub fn create(&self, topic: &str, partition: u32, config: Option<LogConfig>) -> Result<Arc<PartitionLog>> {
+    pub fn create(
+        &self,
+        topic: &str,
+        partition: u32,
+        config: Option<LogConfig>,
+    ) -> Result<Arc<PartitionLog>> {
         validate_topic_name(topic)?;
         let key = (topic.to_string(), partition);
         let mut logs = self.logs.write();
@@ -134,14 +140,21 @@ impl LogManager {
         }
         let dir = self.data_dir.join(dir_name(topic, partition));
         let config = config.unwrap_or_else(|| self.config.default_log.clone());
-        let log = Arc::new(PartitionLog::open_with_clock(&dir, config, Arc::clone(&self.clock))?);
+        let log = Arc::new(PartitionLog::open_with_clock(
+            &dir,
+            config,
+            Arc::clone(&self.clock),
+        )?);
         fsio::sync_dir(&self.data_dir)?;
         logs.insert(key, Arc::clone(&log));
         Ok(log)
     }
 
     pub fn get(&self, topic: &str, partition: u32) -> Option<Arc<PartitionLog>> {
-        self.logs.read().get(&(topic.to_string(), partition)).cloned()
+        self.logs
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// The partition, created with the default settings if it does not exist.
@@ -150,10 +163,12 @@ impl LogManager {
             return Ok(log);
         }
         match self.create(topic, partition, None) {
-            Err(Error::PartitionExists { .. }) => self.get(topic, partition).ok_or(Error::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            }),
+            Err(Error::PartitionExists { .. }) => {
+                self.get(topic, partition).ok_or(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition,
+                })
+            }
             other => other,
         }
     }
@@ -166,10 +181,14 @@ impl LogManager {
     /// Closes and deletes a partition's log and its directory.
     pub fn delete(&self, topic: &str, partition: u32) -> Result<()> {
         let key = (topic.to_string(), partition);
-        let log = self.logs.write().remove(&key).ok_or_else(|| Error::UnknownPartition {
-            topic: topic.to_string(),
-            partition,
-        })?;
+        let log = self
+            .logs
+            .write()
+            .remove(&key)
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
         let dir = log.dir().to_path_buf();
         // The data is going away: a failed final flush does not matter.
         let _ = log.close();
@@ -194,7 +213,9 @@ impl LogManager {
         for log in logs {
             match log.apply_retention() {
                 Ok(outcome) => deleted += outcome.segments_deleted,
-                Err(error) => tracing::error!(dir = %log.dir().display(), %error, "retention failed"),
+                Err(error) => {
+                    tracing::error!(dir = %log.dir().display(), %error, "retention failed")
+                }
             }
         }
         deleted
@@ -291,7 +312,10 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     if name == "." || name == ".." {
         return invalid("'.' and '..' are not allowed");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b))
+    {
         return invalid("only ASCII letters, digits, '.', '_', '-' and '%' are allowed");
     }
     Ok(())
@@ -299,7 +323,8 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 
 fn scan_data_dir(data_dir: &Path) -> Result<Vec<(String, u32)>> {
     let mut partitions = Vec::new();
-    let entries = fs::read_dir(data_dir).map_err(|e| Error::io("list data directory", data_dir, e))?;
+    let entries =
+        fs::read_dir(data_dir).map_err(|e| Error::io("list data directory", data_dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list data directory", data_dir, e))?;
         let path = entry.path();
@@ -309,12 +334,15 @@ fn scan_data_dir(data_dir: &Path) -> Result<Vec<(String, u32)>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(DELETE_SUFFIX) {
             tracing::info!(dir = %path.display(), "finishing an interrupted partition delete");
-            fs::remove_dir_all(&path).map_err(|e| Error::io("remove partition directory", &path, e))?;
+            fs::remove_dir_all(&path)
+                .map_err(|e| Error::io("remove partition directory", &path, e))?;
             continue;
         }
         match parse_dir_name(&name) {
             Some(partition) => partitions.push(partition),
-            None => tracing::warn!(dir = %path.display(), "ignoring a directory that is not a partition"),
+            None => {
+                tracing::warn!(dir = %path.display(), "ignoring a directory that is not a partition")
+            }
         }
     }
     partitions.sort();
@@ -343,9 +371,15 @@ fn open_parallel(
                     return;
                 };
                 let dir = data_dir.join(dir_name(topic, *partition));
-                match PartitionLog::open_with_clock(&dir, config.default_log.clone(), Arc::clone(clock)) {
+                match PartitionLog::open_with_clock(
+                    &dir,
+                    config.default_log.clone(),
+                    Arc::clone(clock),
+                ) {
                     Ok(log) => {
-                        opened.lock().insert((topic.clone(), *partition), Arc::new(log));
+                        opened
+                            .lock()
+                            .insert((topic.clone(), *partition), Arc::new(log));
                     }
                     Err(error) => {
                         first_error.lock().get_or_insert(error);
@@ -377,7 +411,12 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        for good in ["orders", "%RETRY%group-a", "RMQ_SYS_TRANS_HALF_TOPIC", "a.b-c_d"] {
+        for good in [
+            "orders",
+            "%RETRY%group-a",
+            "RMQ_SYS_TRANS_HALF_TOPIC",
+            "a.b-c_d",
+        ] {
             assert!(validate_topic_name(good).is_ok(), "{good}");
         }
         let long = "x".repeat(250);

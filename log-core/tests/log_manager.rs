@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use log_core::manager::dir_name;
 use log_core::{
-    BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, LogManager, ManagerConfig, ManualClock,
-    Offset,
+    BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, LogManager,
+    ManagerConfig, ManualClock, Offset,
 };
 
 fn append(log: &log_core::PartitionLog, value: &[u8], timestamp: i64) {
     let mut builder = BatchBuilder::new(Compression::None);
     builder.append(timestamp, None, Some(value), &[]);
-    log.append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(0)).unwrap();
+    log.append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(0))
+        .unwrap();
 }
 
 /// Polls `condition` until it holds, failing loudly after a generous deadline.
@@ -37,9 +38,18 @@ fn partitions_are_created_reopened_in_parallel_and_deleted() {
             }
         }
         manager.create("%RETRY%billing", 0, None).unwrap();
-        assert!(matches!(manager.create("orders", 3, None), Err(Error::PartitionExists { .. })));
-        assert!(matches!(manager.create("../etc", 0, None), Err(Error::InvalidTopicName { .. })));
-        assert!(matches!(LogManager::open(dir.path(), ManagerConfig::default()), Err(Error::Locked { .. })));
+        assert!(matches!(
+            manager.create("orders", 3, None),
+            Err(Error::PartitionExists { .. })
+        ));
+        assert!(matches!(
+            manager.create("../etc", 0, None),
+            Err(Error::InvalidTopicName { .. })
+        ));
+        assert!(matches!(
+            LogManager::open(dir.path(), ManagerConfig::default()),
+            Err(Error::Locked { .. })
+        ));
         manager.close().unwrap();
     }
     let manager = LogManager::open(dir.path(), ManagerConfig::default()).unwrap();
@@ -51,7 +61,10 @@ fn partitions_are_created_reopened_in_parallel_and_deleted() {
     manager.delete("orders", 5).unwrap();
     assert!(manager.get("orders", 5).is_none());
     assert!(!dir.path().join(dir_name("orders", 5)).exists());
-    assert!(matches!(manager.delete("orders", 5), Err(Error::UnknownPartition { .. })));
+    assert!(matches!(
+        manager.delete("orders", 5),
+        Err(Error::UnknownPartition { .. })
+    ));
     manager.close().unwrap();
     let manager = LogManager::open(dir.path(), ManagerConfig::default()).unwrap();
     assert_eq!(manager.partitions().len(), 8);
@@ -72,7 +85,9 @@ fn background_flusher_advances_the_recovery_point() {
     let log = manager.create("events", 0, None).unwrap();
     append(&log, b"one", 1);
     append(&log, b"two", 1);
-    await_condition("the flusher to sync both records", || log.recovery_point() == Offset(2));
+    await_condition("the flusher to sync both records", || {
+        log.recovery_point() == Offset(2)
+    });
     assert_eq!(log.durable_offset(), Offset(2));
     manager.close().unwrap();
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::batch::split_batches;
-use log_core::{BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, ManualClock, Offset, PartitionLog};
+use log_core::{
+    BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, ManualClock, Offset,
+    PartitionLog,
+};
 
 fn batch(values: &[&[u8]], timestamp: i64, compression: Compression) -> bytes::BytesMut {
     let mut builder = BatchBuilder::new(compression);
@@ -50,12 +53,25 @@ fn read_all(log: &PartitionLog, from: Offset) -> Vec<(u64, Vec<u8>)> {
 fn leader_append_assigns_offsets_and_epoch_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
-    let first = log.append_as_leader(&mut batch(&[b"a", b"b"], 1000, Compression::None), LeaderEpoch(3)).unwrap();
-    assert_eq!((first.first_offset, first.last_offset), (Offset(0), Offset(1)));
-    let second = log.append_as_leader(&mut batch(&[b"c"], 1001, Compression::Zstd), LeaderEpoch(3)).unwrap();
+    let first = log
+        .append_as_leader(
+            &mut batch(&[b"a", b"b"], 1000, Compression::None),
+            LeaderEpoch(3),
+        )
+        .unwrap();
+    assert_eq!(
+        (first.first_offset, first.last_offset),
+        (Offset(0), Offset(1))
+    );
+    let second = log
+        .append_as_leader(&mut batch(&[b"c"], 1001, Compression::Zstd), LeaderEpoch(3))
+        .unwrap();
     assert_eq!(second.first_offset, Offset(2));
     assert_eq!(log.log_end_offset(), Offset(3));
-    let values: Vec<_> = read_all(&log, Offset(0)).into_iter().map(|(_, v)| v).collect();
+    let values: Vec<_> = read_all(&log, Offset(0))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     let raw = log.read(Offset(2), 1 << 20, Offset(3)).unwrap().records;
     let stored = split_batches(raw).next().unwrap().unwrap();
@@ -68,12 +84,20 @@ fn reads_respect_upper_bound_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     for i in 0..5u8 {
-        log.append_as_leader(&mut batch(&[&[i]], 1000, Compression::None), LeaderEpoch(0)).unwrap();
+        log.append_as_leader(&mut batch(&[&[i]], 1000, Compression::None), LeaderEpoch(0))
+            .unwrap();
     }
     let bounded = log.read(Offset(0), 1 << 20, Offset(2)).unwrap();
     assert_eq!(split_batches(bounded.records).count(), 2);
-    assert!(log.read(Offset(5), 1024, Offset(5)).unwrap().records.is_empty());
-    assert!(matches!(log.read(Offset(6), 1024, Offset(6)), Err(Error::OffsetOutOfRange { .. })));
+    assert!(log
+        .read(Offset(5), 1024, Offset(5))
+        .unwrap()
+        .records
+        .is_empty());
+    assert!(matches!(
+        log.read(Offset(6), 1024, Offset(6)),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
     // max_bytes smaller than one batch still returns that whole batch.
     let tiny = log.read(Offset(1), 1, Offset(5)).unwrap();
     assert_eq!(split_batches(tiny.records).count(), 1);
@@ -89,11 +113,17 @@ fn oversize_and_corrupt_batches_are_rejected_whole() {
     let log = PartitionLog::open(dir.path(), config).unwrap();
     let big = vec![7u8; 2000];
     let result = log.append_as_leader(&mut batch(&[&big], 1, Compression::None), LeaderEpoch(0));
-    assert!(matches!(result, Err(Error::BatchTooLarge { max: 1024, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::BatchTooLarge { max: 1024, .. })),
+        "{result:?}"
+    );
     let mut corrupt = batch(&[b"x"], 1, Compression::None);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x40;
-    assert!(matches!(log.append_as_leader(&mut corrupt, LeaderEpoch(0)), Err(Error::InvalidBatch(_))));
+    assert!(matches!(
+        log.append_as_leader(&mut corrupt, LeaderEpoch(0)),
+        Err(Error::InvalidBatch(_))
+    ));
     assert_eq!(log.log_end_offset(), Offset(0));
 }
 
@@ -102,19 +132,34 @@ fn follower_append_rejects_gaps_and_overlaps() {
     let leader_dir = tempfile::tempdir().unwrap();
     let leader = PartitionLog::open(leader_dir.path(), small_config()).unwrap();
     for i in 0..3u8 {
-        leader.append_as_leader(&mut batch(&[&[i], &[i]], 5, Compression::Lz4), LeaderEpoch(1)).unwrap();
+        leader
+            .append_as_leader(
+                &mut batch(&[&[i], &[i]], 5, Compression::Lz4),
+                LeaderEpoch(1),
+            )
+            .unwrap();
     }
     let all = leader.read(Offset(0), 1 << 20, Offset(6)).unwrap().records;
-    let batches: Vec<Bytes> = split_batches(all).map(|b| b.unwrap().bytes().clone()).collect();
+    let batches: Vec<Bytes> = split_batches(all)
+        .map(|b| b.unwrap().bytes().clone())
+        .collect();
     let follower_dir = tempfile::tempdir().unwrap();
     let follower = PartitionLog::open(follower_dir.path(), small_config()).unwrap();
     assert!(matches!(
         follower.append_as_follower(&batches[1]),
-        Err(Error::NonContiguousAppend { expected: Offset(0), found: Offset(2) })
+        Err(Error::NonContiguousAppend {
+            expected: Offset(0),
+            found: Offset(2)
+        })
     ));
     follower.append_as_follower(&batches[0]).unwrap();
-    assert!(matches!(follower.append_as_follower(&batches[0]), Err(Error::NonContiguousAppend { .. })));
-    follower.append_as_follower(&[batches[1].as_ref(), batches[2].as_ref()].concat()).unwrap();
+    assert!(matches!(
+        follower.append_as_follower(&batches[0]),
+        Err(Error::NonContiguousAppend { .. })
+    ));
+    follower
+        .append_as_follower(&[batches[1].as_ref(), batches[2].as_ref()].concat())
+        .unwrap();
     assert_eq!(follower.log_end_offset(), Offset(6));
     assert_eq!(follower.leader_epochs(), vec![(LeaderEpoch(1), Offset(0))]);
 }
@@ -126,7 +171,8 @@ fn rolls_segments_and_survives_clean_and_unclean_restart() {
     {
         let log = PartitionLog::open(dir.path(), small_config()).unwrap();
         for _ in 0..40 {
-            log.append_as_leader(&mut batch(&[&value], 7, Compression::None), LeaderEpoch(0)).unwrap();
+            log.append_as_leader(&mut batch(&[&value], 7, Compression::None), LeaderEpoch(0))
+                .unwrap();
         }
         assert!(log.segments().len() > 3, "{:?}", log.segments());
         log.close().unwrap();
@@ -137,7 +183,8 @@ fn rolls_segments_and_survives_clean_and_unclean_restart() {
         assert_eq!(read_all(&log, Offset(0)).len(), 40);
         assert_eq!(read_all(&log, Offset(17))[0].0, 17);
         for _ in 0..5 {
-            log.append_as_leader(&mut batch(&[&value], 8, Compression::None), LeaderEpoch(1)).unwrap();
+            log.append_as_leader(&mut batch(&[&value], 8, Compression::None), LeaderEpoch(1))
+                .unwrap();
         }
         log.flush().unwrap();
         log.abandon();
@@ -145,8 +192,11 @@ fn rolls_segments_and_survives_clean_and_unclean_restart() {
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), Offset(45));
     assert_eq!(read_all(&log, Offset(0)).len(), 45);
-    assert!(log.verify().is_empty(), "{:?}", log.verify());
-    assert_eq!(log.leader_epochs(), vec![(LeaderEpoch(0), Offset(0)), (LeaderEpoch(1), Offset(40))]);
+    assert!(log.verify().is_ok(), "{:?}", log.verify());
+    assert_eq!(
+        log.leader_epochs(),
+        vec![(LeaderEpoch(0), Offset(0)), (LeaderEpoch(1), Offset(40))]
+    );
 }
 
 #[test]
@@ -155,7 +205,11 @@ fn truncate_to_cuts_whole_batches_across_segments() {
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     let value = vec![2u8; 500];
     for i in 0..20 {
-        log.append_as_leader(&mut batch(&[&value, &value], 10, Compression::None), LeaderEpoch(i / 10)).unwrap();
+        log.append_as_leader(
+            &mut batch(&[&value, &value], 10, Compression::None),
+            LeaderEpoch(i / 10),
+        )
+        .unwrap();
     }
     log.set_high_watermark(Offset(40));
     log.truncate_to(Offset(13)).unwrap();
@@ -164,9 +218,11 @@ fn truncate_to_cuts_whole_batches_across_segments() {
     assert_eq!(log.high_watermark(), Offset(12));
     assert_eq!(log.leader_epochs(), vec![(LeaderEpoch(0), Offset(0))]);
     assert_eq!(read_all(&log, Offset(0)).len(), 12);
-    let next = log.append_as_leader(&mut batch(&[b"new"], 11, Compression::None), LeaderEpoch(2)).unwrap();
+    let next = log
+        .append_as_leader(&mut batch(&[b"new"], 11, Compression::None), LeaderEpoch(2))
+        .unwrap();
     assert_eq!(next.first_offset, Offset(12));
-    assert!(log.verify().is_empty(), "{:?}", log.verify());
+    assert!(log.verify().is_ok(), "{:?}", log.verify());
     drop(log);
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), Offset(13));
@@ -179,11 +235,24 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     let value = vec![3u8; 200];
     for i in 0..50i64 {
-        log.append_as_leader(&mut batch(&[&value, &value], 1000 + i * 10, Compression::None), LeaderEpoch(0)).unwrap();
+        log.append_as_leader(
+            &mut batch(&[&value, &value], 1000 + i * 10, Compression::None),
+            LeaderEpoch(0),
+        )
+        .unwrap();
     }
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 1000)));
-    assert_eq!(log.offset_for_timestamp(1255).unwrap(), Some((Offset(52), 1260)));
-    assert_eq!(log.offset_for_timestamp(1260).unwrap(), Some((Offset(52), 1260)));
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap(),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1255).unwrap(),
+        Some((Offset(52), 1260))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1260).unwrap(),
+        Some((Offset(52), 1260))
+    );
     assert_eq!(log.offset_for_timestamp(2000).unwrap(), None);
 }
 
@@ -199,7 +268,11 @@ fn delete_records_and_retention_remove_whole_sealed_segments() {
     let log = PartitionLog::open_with_clock(dir.path(), config, Arc::new(clock.clone())).unwrap();
     let value = vec![4u8; 1000];
     for i in 0..12i64 {
-        log.append_as_leader(&mut batch(&[&value], 1_000_000 + i * 1000, Compression::None), LeaderEpoch(0)).unwrap();
+        log.append_as_leader(
+            &mut batch(&[&value], 1_000_000 + i * 1000, Compression::None),
+            LeaderEpoch(0),
+        )
+        .unwrap();
     }
     let segments_before = log.segments().len();
     assert!(segments_before >= 3);
@@ -213,8 +286,14 @@ fn delete_records_and_retention_remove_whole_sealed_segments() {
     log.apply_retention().unwrap();
     assert_eq!(log.segments().len(), 1, "the active segment stays");
     let start = log.log_start_offset();
-    assert!(matches!(log.read(Offset(0), 1024, Offset(12)), Err(Error::OffsetOutOfRange { .. })));
-    assert_eq!(read_all(&log, start).first().map(|(o, _)| *o), Some(start.0));
+    assert!(matches!(
+        log.read(Offset(0), 1024, Offset(12)),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        read_all(&log, start).first().map(|(o, _)| *o),
+        Some(start.0)
+    );
     log.delete_records_before(Offset(11)).unwrap();
     assert_eq!(log.log_start_offset(), Offset(11));
     drop(log);
@@ -235,7 +314,12 @@ fn every_write_policy_makes_appends_durable_with_shared_syncs() {
             let log = Arc::clone(&log);
             scope.spawn(move || {
                 for i in 0..50u8 {
-                    let info = log.append_as_leader(&mut batch(&[&[t, i]], 1, Compression::None), LeaderEpoch(0)).unwrap();
+                    let info = log
+                        .append_as_leader(
+                            &mut batch(&[&[t, i]], 1, Compression::None),
+                            LeaderEpoch(0),
+                        )
+                        .unwrap();
                     assert!(log.durable_offset() > info.last_offset);
                 }
             });
@@ -249,7 +333,10 @@ fn every_write_policy_makes_appends_durable_with_shared_syncs() {
 fn second_open_of_a_locked_directory_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let _log = PartitionLog::open(dir.path(), small_config()).unwrap();
-    assert!(matches!(PartitionLog::open(dir.path(), small_config()), Err(Error::Locked { .. })));
+    assert!(matches!(
+        PartitionLog::open(dir.path(), small_config()),
+        Err(Error::Locked { .. })
+    ));
 }
 
 #[test]
@@ -258,18 +345,28 @@ fn read_only_open_follows_a_live_writer() {
     let writer = PartitionLog::open(dir.path(), small_config()).unwrap();
     let value = vec![5u8; 700];
     for _ in 0..10 {
-        writer.append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0)).unwrap();
+        writer
+            .append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0))
+            .unwrap();
     }
     let reader = PartitionLog::open_read_only(dir.path()).unwrap();
     assert_eq!(reader.log_end_offset(), Offset(10));
     assert_eq!(read_all(&reader, Offset(0)).len(), 10);
     for _ in 0..10 {
-        writer.append_as_leader(&mut batch(&[&value], 2, Compression::Lz4), LeaderEpoch(0)).unwrap();
+        writer
+            .append_as_leader(&mut batch(&[&value], 2, Compression::Lz4), LeaderEpoch(0))
+            .unwrap();
     }
-    assert_eq!(reader.log_end_offset(), Offset(10), "a read-only log moves only on refresh");
+    assert_eq!(
+        reader.log_end_offset(),
+        Offset(10),
+        "a read-only log moves only on refresh"
+    );
     reader.refresh().unwrap();
     assert_eq!(reader.log_end_offset(), Offset(20));
     assert_eq!(read_all(&reader, Offset(0)).len(), 20);
-    assert!(reader.verify().is_empty(), "{:?}", reader.verify());
-    assert!(reader.append_as_leader(&mut batch(&[b"x"], 1, Compression::None), LeaderEpoch(0)).is_err());
+    assert!(reader.verify().is_ok(), "{:?}", reader.verify());
+    assert!(reader
+        .append_as_leader(&mut batch(&[b"x"], 1, Compression::None), LeaderEpoch(0))
+        .is_err());
 }

@@ -10,18 +10,32 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("wire", &["log-core"]),
     ("semantics", &["wire", "log-core", "coordinator"]),
     ("tools", &["log-core", "coordinator", "wire", "semantics"]),
-    ("tests", &["log-core", "coordinator", "wire", "semantics", "tools"]),
+    (
+        "tests",
+        &["log-core", "coordinator", "wire", "semantics", "tools"],
+    ),
 ];
 
 #[test]
 fn crates_depend_only_on_the_layers_below() {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("run cargo metadata");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("metadata is JSON");
     let packages = metadata["packages"].as_array().expect("packages");
     let ours: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     for (name, _) in ALLOWED {

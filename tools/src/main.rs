@@ -15,6 +15,7 @@
 mod log_cmd;
 mod shutdown;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,9 +25,11 @@ const EXIT_ERROR: u8 = 2;
 
 /// Runnel: a Kafka-style message broker.
 #[derive(Debug, Parser)]
-#[command(name = "runnel", version, about, propagate_version = true)]
-#[command(after_help = "Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.\n\
-Exit codes: 0 success, 1 a problem was found (e.g. `log verify` found damage), 2 error.")]
+#[command(name = "runnel", version, propagate_version = true)]
+#[command(
+    after_help = "Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.\n\
+Exit codes: 0 success, 1 a problem was found (e.g. `log verify` found damage), 2 error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,5 +64,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -53,7 +53,7 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// A builder with room for [`BATCH_CAPACITY_BYTES_DEFAULT`] bytes before it grows.
+    /// A builder with room for 16 KiB (Kafka's default `batch.size`) before it grows.
     pub fn new(compression: Compression) -> Self {
         Self::with_capacity(compression, BATCH_CAPACITY_BYTES_DEFAULT)
     }

@@ -152,6 +152,7 @@ impl BatchHeader {
             last_offset_delta,
             batch_size: length as usize + BATCH_LOG_OVERHEAD_BYTES,
             max_timestamp: read_i64(bytes, MAX_TIMESTAMP_AT),
+            records_count: read_i32(bytes, RECORDS_COUNT_AT),
         })
     }
 
@@ -162,7 +163,11 @@ impl BatchHeader {
                 last_offset_delta: self.last_offset_delta,
             });
         }
-        if self.base_offset.checked_add(i64::from(self.last_offset_delta)).is_none() {
+        if self
+            .base_offset
+            .checked_add(i64::from(self.last_offset_delta))
+            .is_none()
+        {
             return Err(BatchError::NegativeOffset(self.base_offset));
         }
         Compression::from_attributes(self.attributes)?;
@@ -215,6 +220,7 @@ pub struct BatchPrefix {
     pub last_offset_delta: i32,
     pub batch_size: usize,
     pub max_timestamp: TimestampMs,
+    pub records_count: i32,
 }
 
 impl BatchPrefix {

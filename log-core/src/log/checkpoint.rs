@@ -58,7 +58,11 @@ impl Checkpoint {
         if &body[..4] != MAGIC || u16::from_be_bytes([body[4], body[5]]) != VERSION {
             return Err(corrupt("unknown magic or version"));
         }
-        let at = |i: usize| Offset(u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes")));
+        let at = |i: usize| {
+            Offset(u64::from_be_bytes(
+                body[i..i + 8].try_into().expect("8 bytes"),
+            ))
+        };
         Ok(Some(Checkpoint {
             log_start: at(8),
             recovery_point: at(16),
@@ -94,5 +98,8 @@ pub(crate) fn take_clean_shutdown_marker(dir: &Path) -> Result<bool> {
 }
 
 pub(crate) fn write_clean_shutdown_marker(dir: &Path, log_end: Offset) -> Result<()> {
-    fsio::write_atomically(&dir.join(CLEAN_SHUTDOWN_FILE), format!("{log_end}\n").as_bytes())
+    fsio::write_atomically(
+        &dir.join(CLEAN_SHUTDOWN_FILE),
+        format!("{log_end}\n").as_bytes(),
+    )
 }

@@ -97,7 +97,9 @@ impl LogConfig {
                 self.index_max_bytes
             )));
         }
-        if self.max_batch_bytes < crate::batch::BATCH_HEADER_BYTES || self.max_batch_bytes > APPEND_BYTES_MAX {
+        if self.max_batch_bytes < crate::batch::BATCH_HEADER_BYTES
+            || self.max_batch_bytes > APPEND_BYTES_MAX
+        {
             return Err(Error::InvalidConfig(format!(
                 "max_batch_bytes must be in {}..={APPEND_BYTES_MAX}, got {}",
                 crate::batch::BATCH_HEADER_BYTES,

@@ -20,7 +20,7 @@ pub(crate) const EPOCH_CACHE_FILE: &str = "leader-epoch-checkpoint";
 /// More entries than any sane log has; bounds what a damaged file can make us allocate.
 const ENTRIES_MAX: usize = 1 << 20;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<(LeaderEpoch, Offset)>,
@@ -103,7 +103,11 @@ impl LeaderEpochCache {
     /// For replication: the end offset of `epoch` in this log, as `(epoch, end)` where `epoch`
     /// is the largest epoch `<=` the one asked for. The end is the start of the next epoch, or
     /// `log_end` for the latest. `None` if the log holds no epoch that old.
-    pub(crate) fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> Option<(LeaderEpoch, Offset)> {
+    pub(crate) fn end_offset_for(
+        &self,
+        epoch: LeaderEpoch,
+        log_end: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
         let index = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
         let end = self.entries.get(index + 1).map_or(log_end, |(_, s)| *s);
         Some((self.entries[index].0, end))
@@ -136,7 +140,11 @@ fn parse(text: &str) -> std::result::Result<Vec<(LeaderEpoch, Offset)>, &'static
         let (epoch, start) = line.split_once(' ').ok_or("bad entry")?;
         let epoch = LeaderEpoch(epoch.parse().map_err(|_| "bad epoch")?);
         let start = Offset(start.parse().map_err(|_| "bad offset")?);
-        if epoch.0 < 0 || entries.last().is_some_and(|(e, s)| epoch <= *e || start <= *s) {
+        if epoch.0 < 0
+            || entries
+                .last()
+                .is_some_and(|(e, s)| epoch <= *e || start <= *s)
+        {
             return Err("entries out of order");
         }
         entries.push((epoch, start));
@@ -159,8 +167,14 @@ mod tests {
         assert!(!cache.assign(LeaderEpoch(0), Offset(5)));
         assert!(cache.assign(LeaderEpoch(2), Offset(10)));
         assert!(cache.assign(LeaderEpoch(3), Offset(20)));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(1), Offset(30)), Some((LeaderEpoch(0), Offset(10))));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(3), Offset(30)), Some((LeaderEpoch(3), Offset(30))));
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(1), Offset(30)),
+            Some((LeaderEpoch(0), Offset(10)))
+        );
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(3), Offset(30)),
+            Some((LeaderEpoch(3), Offset(30)))
+        );
         assert!(cache.truncate_from_end(Offset(20)));
         assert_eq!(cache.latest(), Some((LeaderEpoch(2), Offset(10))));
         assert!(cache.truncate_from_start(Offset(12)));
@@ -172,7 +186,13 @@ mod tests {
 
     #[test]
     fn damaged_files_are_errors() {
-        for text in ["1\n0\n", "0\n2\n1 5\n", "0\n2\n3 5\n2 9\n", "0\n99999999999\n", "0\n1\n-1 0\n"] {
+        for text in [
+            "1\n0\n",
+            "0\n2\n1 5\n",
+            "0\n2\n3 5\n2 9\n",
+            "0\n99999999999\n",
+            "0\n1\n-1 0\n",
+        ] {
             assert!(parse(text).is_err(), "{text:?} parsed");
         }
     }

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-pub use self::config::{
-    FlushPolicy, LogConfig, APPEND_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, MAX_BATCH_BYTES_DEFAULT,
-    SEGMENT_BYTES_DEFAULT,
-};
 use self::checkpoint::Checkpoint;
+pub use self::config::{
+    FlushPolicy, LogConfig, APPEND_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT,
+    MAX_BATCH_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
+};
 use self::epoch_cache::LeaderEpochCache;
 use self::group_commit::GroupCommit;
 use crate::batch::{self, BatchHeader};
@@ -71,8 +71,27 @@ pub struct LogStats {
     pub recovery_point: Offset,
     pub segments: usize,
     pub size_bytes: u64,
+    /// The largest timestamp of the batch at the log start.
     pub oldest_timestamp: TimestampMs,
     pub newest_timestamp: TimestampMs,
+}
+
+/// What [`PartitionLog::verify`] checked and found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    pub segments: usize,
+    /// Whole, valid batches checked.
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Every problem found; empty for a healthy log.
+    pub damage: Vec<Damage>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_empty()
+    }
 }
 
 /// What retention deleted.
@@ -163,7 +182,11 @@ impl PartitionLog {
     /// `leader_epoch`, by rewriting the header fields outside the CRC in `records`. `records`
     /// holds one or more whole batches, each validated (bounds, CRC) before anything is
     /// written; on any error nothing is appended.
-    pub fn append_as_leader(&self, records: &mut [u8], leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
+    pub fn append_as_leader(
+        &self,
+        records: &mut [u8],
+        leader_epoch: LeaderEpoch,
+    ) -> Result<AppendInfo> {
         let headers = self.validate_append(records)?;
         let mut writer = self.writer.lock();
         self.check_writable()?;
@@ -177,9 +200,7 @@ impl PartitionLog {
             next = next.plus(header.last_offset_delta as u64 + 1);
             at += header.batch_size();
         }
-        if writer.epochs.assign(leader_epoch, first) {
-            writer.epochs.persist().inspect_err(|_| self.poison())?;
-        }
+        self.assign_epochs(&mut writer, &[(leader_epoch, first)])?;
         let info = self.append_locked(&mut writer, records, &headers, first, next)?;
         drop(writer);
         self.after_append(info.last_offset.plus(1))?;
@@ -204,17 +225,37 @@ impl PartitionLog {
             }
             next = header.next_offset();
         }
-        let mut epochs_changed = false;
-        for header in &headers {
-            epochs_changed |= writer.epochs.assign(header.leader_epoch(), header.base_offset());
-        }
-        if epochs_changed {
-            writer.epochs.persist().inspect_err(|_| self.poison())?;
-        }
+        let epochs: Vec<_> = headers
+            .iter()
+            .map(|h| (h.leader_epoch(), h.base_offset()))
+            .collect();
+        self.assign_epochs(&mut writer, &epochs)?;
         let info = self.append_locked(&mut writer, records, &headers, first, next)?;
         drop(writer);
         self.after_append(info.last_offset.plus(1))?;
         Ok(info)
+    }
+
+    /// Records epochs that start with this append, persisting the cache before the data is
+    /// written. The in-memory cache changes only once the file is written, so a failed write
+    /// (a full disk) is retried by the next append.
+    fn assign_epochs(
+        &self,
+        writer: &mut WriterState,
+        starts: &[(LeaderEpoch, Offset)],
+    ) -> Result<()> {
+        let mut epochs = writer.epochs.clone();
+        let mut changed = false;
+        for (epoch, start) in starts {
+            changed |= epochs.assign(*epoch, *start);
+        }
+        if changed {
+            epochs
+                .persist()
+                .inspect_err(|e| self.poison_unless_retriable(e))?;
+            writer.epochs = epochs;
+        }
+        Ok(())
     }
 
     /// Checks every batch of an append without holding any lock, so concurrent appenders
@@ -245,10 +286,15 @@ impl PartitionLog {
 
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::InvalidArgument(format!("log {} is open read-only", self.dir.display())));
+            return Err(Error::InvalidArgument(format!(
+                "log {} is open read-only",
+                self.dir.display()
+            )));
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed { dir: self.dir.clone() });
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
         }
         if self.is_poisoned() {
             return Err(self.poisoned_error());
@@ -264,14 +310,15 @@ impl PartitionLog {
         first: Offset,
         next: Offset,
     ) -> Result<AppendInfo> {
-        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(NO_TIMESTAMP);
+        let max_timestamp = headers
+            .iter()
+            .map(|h| h.max_timestamp)
+            .max()
+            .unwrap_or(NO_TIMESTAMP);
         let active = self.maybe_roll(writer, records.len(), first, next, max_timestamp)?;
-        if let Err(error) = active.append(records) {
-            if !error.is_retriable() {
-                self.poison();
-            }
-            return Err(error);
-        }
+        active
+            .append(records)
+            .inspect_err(|e| self.poison_unless_retriable(e))?;
         self.log_end.store(next.0, Ordering::Release);
         self.debug_check_watermarks();
         Ok(AppendInfo {
@@ -305,8 +352,14 @@ impl PartitionLog {
 
     fn segments_overlapping(&self, from: Offset, to: Offset) -> Vec<Arc<Segment>> {
         let segments = self.segments.read();
-        let start = segments.range(..=from).next_back().map_or(Offset::ZERO, |(base, _)| *base);
-        segments.range(start..to.max(start.plus(1))).map(|(_, s)| Arc::clone(s)).collect()
+        let start = segments
+            .range(..=from)
+            .next_back()
+            .map_or(Offset::ZERO, |(base, _)| *base);
+        segments
+            .range(start..to.max(start.plus(1)))
+            .map(|(_, s)| Arc::clone(s))
+            .collect()
     }
 
     /// Rolls to a new segment if the incoming bytes should not go into the active one.
@@ -325,14 +378,16 @@ impl PartitionLog {
         let full = active.size() + incoming_bytes as u64 > self.config.segment_bytes;
         let old = self.config.segment_age.is_some_and(|age| {
             let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-            let waited = if active.first_timestamp() != NO_TIMESTAMP && max_timestamp != NO_TIMESTAMP {
-                max_timestamp.saturating_sub(active.first_timestamp())
-            } else {
-                self.clock.now_ms().saturating_sub(writer.active_created_ms)
-            };
+            let waited =
+                if active.first_timestamp() != NO_TIMESTAMP && max_timestamp != NO_TIMESTAMP {
+                    max_timestamp.saturating_sub(active.first_timestamp())
+                } else {
+                    self.clock.now_ms().saturating_sub(writer.active_created_ms)
+                };
             waited > age_ms
         });
-        let offsets_overflow = (next.0 - 1).saturating_sub(active.base_offset().0) > u64::from(RELATIVE_OFFSET_MAX);
+        let offsets_overflow =
+            (next.0 - 1).saturating_sub(active.base_offset().0) > u64::from(RELATIVE_OFFSET_MAX);
         if !(full || old || offsets_overflow || active.indexes_full()) {
             return Ok(active);
         }
@@ -343,7 +398,11 @@ impl PartitionLog {
     fn roll(&self, writer: &mut WriterState, base: Offset) -> Result<Arc<Segment>> {
         let previous = self.active_segment();
         previous.seal().inspect_err(|_| self.poison())?;
-        let segment = Arc::new(Segment::create(&self.dir, base, self.config.segment_config())?);
+        let segment = Arc::new(Segment::create(
+            &self.dir,
+            base,
+            self.config.segment_config(),
+        )?);
         // The new file's directory entry must be durable before data in it is acknowledged.
         fsio::sync_dir(&self.dir).inspect_err(|_| self.poison())?;
         self.segments.write().insert(base, Arc::clone(&segment));
@@ -354,7 +413,9 @@ impl PartitionLog {
 
     fn active_segment(&self) -> Arc<Segment> {
         let segments = self.segments.read();
-        let (_, active) = segments.last_key_value().expect("a log always has an active segment");
+        let (_, active) = segments
+            .last_key_value()
+            .expect("a log always has an active segment");
         Arc::clone(active)
     }
 
@@ -384,8 +445,15 @@ impl PartitionLog {
         }
         let candidates: Vec<Arc<Segment>> = {
             let segments = self.segments.read();
-            let start = segments.range(..=from).next_back().map_or(Offset::ZERO, |(b, _)| *b);
-            segments.range(start..).take(2).map(|(_, s)| Arc::clone(s)).collect()
+            let start = segments
+                .range(..=from)
+                .next_back()
+                .map_or(Offset::ZERO, |(b, _)| *b);
+            segments
+                .range(start..)
+                .take(2)
+                .map(|(_, s)| Arc::clone(s))
+                .collect()
         };
         let mut previous: Option<Arc<Segment>> = None;
         for segment in candidates {
@@ -411,7 +479,10 @@ impl PartitionLog {
     }
 
     /// The first record with a timestamp at or after `timestamp`: its offset and timestamp.
-    pub fn offset_for_timestamp(&self, timestamp: TimestampMs) -> Result<Option<(Offset, TimestampMs)>> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>> {
         let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = self.segments.read().values().cloned().collect();
         for segment in segments {
@@ -465,7 +536,10 @@ impl PartitionLog {
                 .range(..=offset)
                 .next_back()
                 .expect("offset >= log start >= the first segment's base");
-            let doomed: Vec<Arc<Segment>> = segments.range(offset.plus(1)..).map(|(_, s)| Arc::clone(s)).collect();
+            let doomed: Vec<Arc<Segment>> = segments
+                .range(offset.plus(1)..)
+                .map(|(_, s)| Arc::clone(s))
+                .collect();
             (Arc::clone(keep), doomed)
         };
         for segment in doomed.iter().rev() {
@@ -476,10 +550,17 @@ impl PartitionLog {
         let keep = if keep.is_writable() {
             keep
         } else {
-            let reopened = Arc::new(Segment::open(&self.dir, keep.base_offset(), self.config.segment_config(), true)?);
+            let reopened = Arc::new(Segment::open(
+                &self.dir,
+                keep.base_offset(),
+                self.config.segment_config(),
+                true,
+            )?);
             reopened.set_sealed_next_offset(keep.next_offset());
             reopened.load_tail()?;
-            self.segments.write().insert(reopened.base_offset(), Arc::clone(&reopened));
+            self.segments
+                .write()
+                .insert(reopened.base_offset(), Arc::clone(&reopened));
             reopened
         };
         keep.truncate_to(offset)?;
@@ -524,7 +605,11 @@ impl PartitionLog {
 
     /// Deletes whole segments that end at or below `offset`, except the active one, then
     /// records the new log start durably.
-    fn delete_segments_below(&self, writer: &mut WriterState, offset: Offset) -> Result<RetentionOutcome> {
+    fn delete_segments_below(
+        &self,
+        writer: &mut WriterState,
+        offset: Offset,
+    ) -> Result<RetentionOutcome> {
         let doomed: Vec<Arc<Segment>> = {
             let segments = self.segments.read();
             let bases: Vec<Offset> = segments.keys().copied().collect();
@@ -541,7 +626,13 @@ impl PartitionLog {
             outcome.bytes_deleted += segment.size();
             segment.delete()?;
         }
-        let first_base = self.segments.read().keys().next().copied().unwrap_or(offset);
+        let first_base = self
+            .segments
+            .read()
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(offset);
         let start = self.log_start_offset().max(first_base);
         self.log_start.store(start.0, Ordering::Release);
         self.high_watermark.fetch_max(start.0, Ordering::AcqRel);
@@ -569,7 +660,10 @@ impl PartitionLog {
             let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
             by_age = sealed
                 .iter()
-                .take_while(|s| s.max_timestamp() != NO_TIMESTAMP && now.saturating_sub(s.max_timestamp()) > age_ms)
+                .take_while(|s| {
+                    s.max_timestamp() != NO_TIMESTAMP
+                        && now.saturating_sub(s.max_timestamp()) > age_ms
+                })
                 .count();
         }
         let mut by_size = 0;
@@ -612,21 +706,19 @@ impl PartitionLog {
         if self.is_poisoned() {
             return Err(self.poisoned_error());
         }
-        let end = self.log_end_offset();
-        let result = self.flush_to(end);
-        if result.is_err() {
-            self.poison();
-        }
-        result
+        self.flush_to(self.log_end_offset())
     }
 
+    /// Syncs segments up to `end` and checkpoints. A failed sync poisons the log; a failed
+    /// checkpoint write does not (the data is safe, recovery just scans more).
     fn flush_to(&self, end: Offset) -> Result<()> {
         for segment in self.segments_overlapping(self.recovery_point(), end) {
-            segment.flush()?;
+            segment.flush().inspect_err(|_| self.poison())?;
         }
         self.group_commit.mark_durable(end);
         self.recovery_point.fetch_max(end.0, Ordering::AcqRel);
-        self.last_flush_ms.store(self.clock.now_ms().max(0) as u64, Ordering::Release);
+        self.last_flush_ms
+            .store(self.clock.now_ms().max(0) as u64, Ordering::Release);
         self.write_checkpoint()
     }
 
@@ -637,11 +729,7 @@ impl PartitionLog {
         if self.recovery_point() >= active_base || self.read_only {
             return Ok(());
         }
-        let result = self.flush_to(active_base);
-        if result.is_err() {
-            self.poison();
-        }
-        result
+        self.flush_to(active_base)
     }
 
     /// Runs whatever the flush policy asks for at time `now_ms`: called by the log manager's
@@ -650,7 +738,8 @@ impl PartitionLog {
         match self.config.flush {
             FlushPolicy::Interval(interval) => {
                 let last = self.last_flush_ms.load(Ordering::Acquire) as i64;
-                let due = now_ms.saturating_sub(last) >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+                let due = now_ms.saturating_sub(last)
+                    >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
                 if due && self.recovery_point() < self.log_end_offset() {
                     return self.flush();
                 }
@@ -681,7 +770,7 @@ impl PartitionLog {
             return Err(self.poisoned_error());
         }
         let end = self.log_end_offset();
-        self.flush_to(end).inspect_err(|_| self.poison())?;
+        self.flush_to(end)?;
         let _writer = self.writer.lock();
         self.active_segment().close_clean()?;
         checkpoint::write_clean_shutdown_marker(&self.dir, end)?;
@@ -699,7 +788,10 @@ impl PartitionLog {
     /// Every segment's size, offsets and timestamps.
     pub fn stats(&self) -> LogStats {
         let segments: Vec<Arc<Segment>> = self.segments.read().values().cloned().collect();
-        let timestamps = segments.iter().map(|s| s.max_timestamp()).filter(|t| *t != NO_TIMESTAMP);
+        let timestamps = segments
+            .iter()
+            .map(|s| s.max_timestamp())
+            .filter(|t| *t != NO_TIMESTAMP);
         LogStats {
             log_start: self.log_start_offset(),
             log_end: self.log_end_offset(),
@@ -707,13 +799,18 @@ impl PartitionLog {
             recovery_point: self.recovery_point(),
             segments: segments.len(),
             size_bytes: segments.iter().map(|s| s.size()).sum(),
-            oldest_timestamp: segments
-                .iter()
-                .map(|s| s.first_timestamp())
-                .find(|t| *t != NO_TIMESTAMP)
-                .unwrap_or(NO_TIMESTAMP),
+            oldest_timestamp: self.first_batch_timestamp(),
             newest_timestamp: timestamps.max().unwrap_or(NO_TIMESTAMP),
         }
+    }
+
+    /// The largest timestamp of the batch at the log start: the age of the oldest data.
+    fn first_batch_timestamp(&self) -> TimestampMs {
+        let start = self.log_start_offset();
+        self.read(start, 1, self.log_end_offset())
+            .ok()
+            .and_then(|read| BatchHeader::parse_prefix(&read.records).ok())
+            .map_or(NO_TIMESTAMP, |prefix| prefix.max_timestamp)
     }
 
     /// Base offset, size and next offset of each segment, oldest first.
@@ -725,16 +822,18 @@ impl PartitionLog {
             .collect()
     }
 
-    /// Checks every batch's CRC and offsets and every index entry; an empty list means no
-    /// damage was found.
-    pub fn verify(&self) -> Vec<Damage> {
+    /// Checks every batch's CRC and offsets, segment continuity and every index entry.
+    pub fn verify(&self) -> VerifyReport {
         let segments: Vec<Arc<Segment>> = self.segments.read().values().cloned().collect();
-        let mut damage = Vec::new();
+        let mut report = VerifyReport {
+            segments: segments.len(),
+            ..VerifyReport::default()
+        };
         let mut expected: Option<Offset> = None;
         for segment in segments {
             if let Some(expected) = expected {
                 if segment.base_offset() != expected {
-                    damage.push(Damage {
+                    report.damage.push(Damage {
                         path: segment.path().to_path_buf(),
                         position: 0,
                         offset: expected,
@@ -745,27 +844,23 @@ impl PartitionLog {
                     });
                 }
             }
-            damage.extend(segment.verify());
-            match segment.uncommitted_bytes() {
-                Ok(0) => {}
-                Ok(bytes) => damage.push(Damage {
-                    path: segment.path().to_path_buf(),
-                    position: segment.size(),
-                    offset: segment.next_offset(),
-                    reason: format!(
-                        "{bytes} bytes after the last whole batch: a torn write, damage, or a batch still being written"
-                    ),
-                }),
-                Err(error) => damage.push(Damage {
-                    path: segment.path().to_path_buf(),
-                    position: 0,
-                    offset: segment.base_offset(),
-                    reason: error.to_string(),
-                }),
-            }
-            expected = Some(segment.next_offset());
+            let check = segment.verify();
+            report.batches += check.batches;
+            report.records += check.records;
+            report.bytes += check.bytes;
+            // After damage, the next segment's start cannot be judged against it.
+            expected = check.damage.is_empty().then_some(check.next_offset);
+            report.damage.extend(check.damage);
         }
-        damage
+        report
+    }
+
+    /// A full disk leaves the log consistent (the failed write was cut back); anything else
+    /// leaves its state unknown.
+    fn poison_unless_retriable(&self, error: &Error) {
+        if !error.is_retriable() {
+            self.poison();
+        }
     }
 
     fn poison(&self) {
@@ -776,14 +871,26 @@ impl PartitionLog {
     }
 
     fn poisoned_error(&self) -> Error {
-        Error::Poisoned { dir: self.dir.clone() }
+        Error::Poisoned {
+            dir: self.dir.clone(),
+        }
     }
 
     fn debug_check_watermarks(&self) {
         if cfg!(debug_assertions) {
-            let (start, hw, end) = (self.log_start_offset(), self.high_watermark(), self.log_end_offset());
-            debug_assert!(start <= hw && hw <= end, "watermarks out of order: {start:?} {hw:?} {end:?}");
-            debug_assert!(self.recovery_point() <= end, "recovery point past the log end");
+            let (start, hw, end) = (
+                self.log_start_offset(),
+                self.high_watermark(),
+                self.log_end_offset(),
+            );
+            debug_assert!(
+                start <= hw && hw <= end,
+                "watermarks out of order: {start:?} {hw:?} {end:?}"
+            );
+            debug_assert!(
+                self.recovery_point() <= end,
+                "recovery point past the log end"
+            );
         }
     }
 }

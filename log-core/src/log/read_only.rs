@@ -30,12 +30,16 @@ impl PartitionLog {
         let config = LogConfig::default();
         let bases = list_segments(&dir, false)?;
         if bases.is_empty() {
-            return Err(Error::InvalidArgument(format!("{} holds no log segments", dir.display())));
+            return Err(Error::InvalidArgument(format!(
+                "{} holds no log segments",
+                dir.display()
+            )));
         }
         let log = PartitionLog {
             writer: Mutex::new(WriterState {
                 active_created_ms: 0,
-                epochs: LeaderEpochCache::load(&dir).unwrap_or_else(|_| LeaderEpochCache::empty(&dir)),
+                epochs: LeaderEpochCache::load(&dir)
+                    .unwrap_or_else(|_| LeaderEpochCache::empty(&dir)),
             }),
             dir,
             config,
@@ -75,7 +79,11 @@ impl PartitionLog {
                     let segment = match Segment::open(&self.dir, *base, segment_config, false) {
                         Ok(segment) => segment,
                         // Deleted between listing and opening.
-                        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(Error::Io { cause, .. })
+                            if cause.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            continue
+                        }
                         Err(error) => return Err(error),
                     };
                     segment.reset_for_follow()?;
@@ -87,14 +95,21 @@ impl PartitionLog {
             }
         }
         let first_base = segments.keys().next().copied().unwrap_or_default();
-        let log_end = segments.values().last().map_or(first_base, |s| s.next_offset());
+        let log_end = segments
+            .values()
+            .last()
+            .map_or(first_base, |s| s.next_offset());
         drop(segments);
-        let checkpoint = Checkpoint::read(&self.dir).ok().flatten().unwrap_or_default();
+        let checkpoint = Checkpoint::read(&self.dir)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let log_start = checkpoint.log_start.clamp(first_base, log_end);
         self.log_end.store(log_end.0, Ordering::Release);
         self.log_start.store(log_start.0, Ordering::Release);
         let high_watermark = checkpoint.high_watermark.clamp(log_start, log_end);
-        self.high_watermark.store(high_watermark.0, Ordering::Release);
+        self.high_watermark
+            .store(high_watermark.0, Ordering::Release);
         self.recovery_point
             .store(checkpoint.recovery_point.min(log_end).0, Ordering::Release);
         Ok(())

@@ -37,7 +37,11 @@ impl PartitionLog {
         Self::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
-    pub fn open_with_clock(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
+    pub fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PartitionLog> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| Error::io("create log directory", &dir, e))?;
@@ -129,7 +133,10 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
             if next_base.is_some() {
                 segment.seal()?;
                 segments.push(Segment::open(dir, *base, segment_config, false)?);
-                segments.last().expect("just pushed").set_sealed_next_offset(next_base.unwrap_or_default());
+                segments
+                    .last()
+                    .expect("just pushed")
+                    .set_sealed_next_offset(next_base.unwrap_or_default());
             } else {
                 segments.push(segment);
             }
@@ -142,7 +149,12 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
 
 /// Recovers after an unclean stop: segments below the one holding `recovery_point` are
 /// trusted (their indexes checked), the rest are scanned and repaired.
-fn recover_unclean(dir: &Path, bases: &[Offset], config: &LogConfig, recovery_point: Offset) -> Result<Vec<Segment>> {
+fn recover_unclean(
+    dir: &Path,
+    bases: &[Offset],
+    config: &LogConfig,
+    recovery_point: Offset,
+) -> Result<Vec<Segment>> {
     let segment_config = config.segment_config();
     let first_unflushed = bases
         .iter()
@@ -159,7 +171,10 @@ fn recover_unclean(dir: &Path, bases: &[Offset], config: &LogConfig, recovery_po
             repaired.seal()?;
         }
         segments.push(Segment::open(dir, *base, segment_config, false)?);
-        segments.last().expect("just pushed").set_sealed_next_offset(bases[i + 1]);
+        segments
+            .last()
+            .expect("just pushed")
+            .set_sealed_next_offset(bases[i + 1]);
     }
     let unflushed = &bases[first_unflushed..];
     let mut expected = (first_unflushed > 0).then(|| unflushed[0]);
@@ -174,7 +189,10 @@ fn recover_unclean(dir: &Path, bases: &[Offset], config: &LogConfig, recovery_po
         let segment = Segment::open(dir, *base, segment_config, true)?;
         let outcome = segment.recover()?;
         if outcome.truncated_bytes > 0 {
-            let reason = outcome.stopped_at.as_ref().map(|(p, r)| format!("at position {p}: {r}"));
+            let reason = outcome
+                .stopped_at
+                .as_ref()
+                .map(|(p, r)| format!("at position {p}: {r}"));
             tracing::warn!(
                 segment = %segment.path().display(),
                 truncated_bytes = outcome.truncated_bytes,
@@ -211,7 +229,11 @@ fn recover_unclean(dir: &Path, bases: &[Offset], config: &LogConfig, recovery_po
     Ok(segments)
 }
 
-pub(super) fn load_epochs(dir: &Path, log_start: Offset, log_end: Offset) -> Result<LeaderEpochCache> {
+pub(super) fn load_epochs(
+    dir: &Path,
+    log_start: Offset,
+    log_end: Offset,
+) -> Result<LeaderEpochCache> {
     let mut epochs = match LeaderEpochCache::load(dir) {
         Ok(epochs) => epochs,
         Err(error) => {
@@ -252,7 +274,7 @@ pub(super) fn list_segments(dir: &Path, remove_orphans: bool) -> Result<Vec<Offs
         }
     }
     for orphan in orphans.iter().filter(|_| remove_orphans) {
-        fs::remove_file(&orphan).map_err(|e| Error::io("remove orphan index", &orphan, e))?;
+        fs::remove_file(orphan).map_err(|e| Error::io("remove orphan index", orphan, e))?;
     }
     bases.sort();
     Ok(bases)

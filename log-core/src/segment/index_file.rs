@@ -6,6 +6,11 @@
 //! segment's `.log`. A read-only index (a log opened by a reader while another process
 //! writes) is a private copy of the file's valid prefix instead of a mapping, because the
 //! writer may trim the file under a mapping.
+//!
+//! The file is sparse: a page of it gets disk space when an entry is first written there,
+//! through the mapping, where a full disk is a SIGBUS rather than an error. So writers
+//! [`IndexFile::reserve`] space (with `fallocate`, in [`INDEX_RESERVE_BYTES`] chunks) before
+//! they write the batches the entries describe, and a full disk fails the append instead.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -13,6 +18,11 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapMut;
 
 use crate::error::{Error, Result};
+use crate::fsio;
+
+/// Index bytes allocated per `fallocate` call: 64 KiB of offset index entries describe 32 MiB
+/// of batches at the default index interval, so appends rarely pay for the call.
+pub(crate) const INDEX_RESERVE_BYTES: usize = 64 << 10;
 
 #[derive(Debug)]
 enum Backing {
@@ -26,6 +36,8 @@ pub(crate) struct IndexFile {
     entry_bytes: usize,
     max_entries: usize,
     entries: usize,
+    /// Bytes from the start of the file whose disk space [`IndexFile::reserve`] allocated.
+    reserved_bytes: usize,
     backing: Backing,
 }
 
@@ -33,7 +45,11 @@ impl IndexFile {
     /// Opens (creating if missing) an index for writing: the entries already in the file are
     /// kept (`len / entry_bytes` of them), and the file grows to `max_bytes` so appends land
     /// in the mapping. The caller validates the kept entries.
-    pub(crate) fn open_writable(path: &Path, entry_bytes: usize, max_bytes: usize) -> Result<IndexFile> {
+    pub(crate) fn open_writable(
+        path: &Path,
+        entry_bytes: usize,
+        max_bytes: usize,
+    ) -> Result<IndexFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -49,20 +65,26 @@ impl IndexFile {
         let capacity = (max_entries * entry_bytes) as u64;
         if len % entry_bytes as u64 != 0 || len > capacity {
             // Not a file this code wrote and trimmed: start over; recovery rebuilds it.
-            file.set_len(0).map_err(|e| Error::io("truncate index", path, e))?;
+            file.set_len(0)
+                .map_err(|e| Error::io("truncate index", path, e))?;
         }
-        let entries = (file.metadata().map_err(|e| Error::io("stat index", path, e))?.len()
+        let entries = (file
+            .metadata()
+            .map_err(|e| Error::io("stat index", path, e))?
+            .len()
             / entry_bytes as u64) as usize;
         file.set_len(capacity)
             .map_err(|e| Error::io("extend index", path, e))?;
         // SAFETY: the file is ours alone while the log holds its directory lock; nothing
         // truncates it while mapped (trim unmaps first).
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("mmap index", path, e))?;
+        let map =
+            unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("mmap index", path, e))?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             entry_bytes,
             max_entries,
             entries,
+            reserved_bytes: 0,
             backing: Backing::Mapped { file, map },
         })
     }
@@ -81,6 +103,7 @@ impl IndexFile {
             entry_bytes,
             max_entries: entries,
             entries,
+            reserved_bytes: 0,
             backing: Backing::Owned(bytes),
         })
     }
@@ -129,6 +152,27 @@ impl IndexFile {
         true
     }
 
+    /// Allocates disk space for `additional` more entries, plus one for the entry a seal may
+    /// add, so that writing them through the mapping cannot fault. Fails with
+    /// `Error::DiskFull` when the file system is full; then nothing may be written that
+    /// would need those entries.
+    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
+        let Backing::Mapped { file, .. } = &self.backing else {
+            return Ok(());
+        };
+        let capacity = self.max_entries * self.entry_bytes;
+        let needed = ((self.entries + additional + 1) * self.entry_bytes).min(capacity);
+        if needed <= self.reserved_bytes {
+            return Ok(());
+        }
+        let target = needed.next_multiple_of(INDEX_RESERVE_BYTES).min(capacity);
+        let len = (target - self.reserved_bytes) as u64;
+        fsio::preallocate(file, self.reserved_bytes as u64, len)
+            .map_err(|e| Error::io("reserve index space", &self.path, e))?;
+        self.reserved_bytes = target;
+        Ok(())
+    }
+
     /// Keeps only the first `n` entries.
     pub(crate) fn truncate_entries(&mut self, n: usize) {
         self.entries = self.entries.min(n);
@@ -137,7 +181,8 @@ impl IndexFile {
     /// Writes mapped changes to disk.
     pub(crate) fn flush(&self) -> Result<()> {
         if let Backing::Mapped { map, .. } = &self.backing {
-            map.flush().map_err(|e| Error::io("msync index", &self.path, e))?;
+            map.flush()
+                .map_err(|e| Error::io("msync index", &self.path, e))?;
         }
         Ok(())
     }
@@ -148,7 +193,8 @@ impl IndexFile {
         let Backing::Mapped { file, map } = &self.backing else {
             return Ok(());
         };
-        map.flush().map_err(|e| Error::io("msync index", &self.path, e))?;
+        map.flush()
+            .map_err(|e| Error::io("msync index", &self.path, e))?;
         let used = self.entries * self.entry_bytes;
         let copy = map[..used].to_vec();
         file.set_len(used as u64)

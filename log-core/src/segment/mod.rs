@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use self::offset_index::OffsetIndex;
+use self::offset_index::{OffsetIndex, OFFSET_ENTRY_BYTES};
 use self::scan::{ScanStop, Scanner};
-use self::time_index::TimeIndex;
+use self::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 use crate::batch::{BatchHeader, BatchPrefix, RecordBatch};
 use crate::error::{BatchError, Error, Result};
 use crate::fsio;
@@ -78,6 +78,20 @@ pub struct RecoveryOutcome {
     pub stopped_at: Option<(u64, BatchError)>,
 }
 
+/// What [`Segment::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SegmentCheck {
+    /// Whole, valid batches before any damage.
+    pub batches: u64,
+    /// Records in those batches.
+    pub records: u64,
+    /// Bytes of those batches.
+    pub bytes: u64,
+    /// The offset after the last valid batch.
+    pub next_offset: Offset,
+    pub damage: Vec<Damage>,
+}
+
 /// A problem `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
@@ -114,6 +128,9 @@ pub struct Segment {
     /// segment's age for roll-by-time.
     first_timestamp: AtomicI64,
     indexes: Mutex<Indexes>,
+    /// Set by [`Segment::open`] when an index file was missing or held a partial entry:
+    /// [`Segment::check_indexes`] then fails, so the caller rebuilds the indexes.
+    index_file_damage: Option<(PathBuf, &'static str)>,
 }
 
 impl Segment {
@@ -135,14 +152,23 @@ impl Segment {
 
     /// Opens an existing segment. Its indexes are loaded but not trusted: the caller either
     /// checks them ([`Segment::check_indexes`]) or rebuilds them ([`Segment::recover`]).
-    pub fn open(dir: &Path, base_offset: Offset, config: SegmentConfig, writable: bool) -> Result<Segment> {
+    pub fn open(
+        dir: &Path,
+        base_offset: Offset,
+        config: SegmentConfig,
+        writable: bool,
+    ) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
             .open(&log_path)
             .map_err(|e| Error::io("open segment", &log_path, e))?;
-        Self::with_file(dir, base_offset, file, log_path, config, writable)
+        // Look before opening the indexes: opening for writing creates and resizes them.
+        let index_file_damage = index_file_damage(dir, base_offset);
+        let mut segment = Self::with_file(dir, base_offset, file, log_path, config, writable)?;
+        segment.index_file_damage = index_file_damage;
+        Ok(segment)
     }
 
     fn with_file(
@@ -180,6 +206,7 @@ impl Segment {
                 offset_of_max_timestamp: base_offset,
                 preallocated_to: size,
             }),
+            index_file_damage: None,
         })
     }
 
@@ -234,6 +261,12 @@ impl Segment {
 
     /// Checks the loaded indexes against the log's size; on damage the caller recovers.
     pub fn check_indexes(&self) -> Result<()> {
+        if let Some((path, reason)) = &self.index_file_damage {
+            return Err(Error::IndexCorrupt {
+                path: path.clone(),
+                reason: (*reason).to_string(),
+            });
+        }
         let indexes = self.indexes.lock();
         indexes.offset.check(self.size())?;
         let next = self.next_offset().relative_to(self.base_offset);
@@ -255,10 +288,20 @@ impl Segment {
         };
         self.size.store(position, Ordering::Release);
         self.next_offset.store(offset.0, Ordering::Release);
-        if position == 0 {
-            self.first_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+        self.first_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+        self.catch_up()?;
+        if position > 0 {
+            self.load_first_timestamp()?;
         }
-        self.catch_up()
+        Ok(())
+    }
+
+    fn load_first_timestamp(&self) -> Result<()> {
+        if let Some(prefix) = self.prefix_at(0)? {
+            self.first_timestamp
+                .store(prefix.max_timestamp, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// For a read-only segment: extends the committed size over whole, valid batches written
@@ -280,7 +323,8 @@ impl Segment {
                 break;
             }
             if scanned.position == 0 {
-                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+                self.first_timestamp
+                    .store(prefix.max_timestamp, Ordering::Release);
             }
             max_timestamp = max_timestamp.max(prefix.max_timestamp);
             next = prefix.last_offset().plus(1);
@@ -324,6 +368,15 @@ impl Segment {
             None => (self.base_offset, 0),
         };
         let size = self.size();
+        // The index is not checked yet (its check needs the next offset found here).
+        if start_position > size {
+            return Err(Error::IndexCorrupt {
+                path: self.index_path.clone(),
+                reason: format!(
+                    "last entry points to {start_position}, past the log's {size} bytes"
+                ),
+            });
+        }
         let mut next = start_offset;
         let mut max_timestamp = self.max_timestamp();
         let mut offset_of_max = indexes.offset_of_max_timestamp;
@@ -334,7 +387,8 @@ impl Segment {
                 return Err(self.out_of_order(scanned.position, prefix.base_offset(), next));
             }
             if scanned.position == 0 {
-                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+                self.first_timestamp
+                    .store(prefix.max_timestamp, Ordering::Release);
             }
             if prefix.max_timestamp > max_timestamp {
                 max_timestamp = prefix.max_timestamp;
@@ -343,9 +397,7 @@ impl Segment {
             next = prefix.last_offset().plus(1);
         }
         if start_position > 0 && self.first_timestamp() == NO_TIMESTAMP {
-            if let Some(prefix) = self.prefix_at(0)? {
-                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
-            }
+            self.load_first_timestamp()?;
         }
         indexes.bytes_since_entry = size - start_position;
         indexes.offset_of_max_timestamp = offset_of_max;
@@ -379,14 +431,18 @@ impl Segment {
             };
             let prefix = scanned.prefix;
             if prefix.base_offset() != next {
-                stopped_at = Some((scanned.position, BatchError::OffsetOutOfOrder {
-                    found: prefix.base_offset,
-                    expected: next.0,
-                }));
+                stopped_at = Some((
+                    scanned.position,
+                    BatchError::OffsetOutOfOrder {
+                        found: prefix.base_offset,
+                        expected: next.0,
+                    },
+                ));
                 break;
             }
             if scanned.position == 0 {
-                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+                self.first_timestamp
+                    .store(prefix.max_timestamp, Ordering::Release);
             }
             if prefix.max_timestamp > max_timestamp {
                 max_timestamp = prefix.max_timestamp;
@@ -394,12 +450,17 @@ impl Segment {
             }
             indexes.offset_of_max_timestamp = offset_of_max;
             self.max_timestamp.store(max_timestamp, Ordering::Release);
+            indexes.offset.reserve(1)?;
+            indexes.time.reserve(1)?;
             if !self.index_batch(&mut indexes, scanned.position, &prefix) {
                 // Only a segment holding more than 2^31 offsets fills its index this way.
-                stopped_at = Some((scanned.position, BatchError::OffsetOutOfOrder {
-                    found: prefix.base_offset,
-                    expected: next.0,
-                }));
+                stopped_at = Some((
+                    scanned.position,
+                    BatchError::OffsetOutOfOrder {
+                        found: prefix.base_offset,
+                        expected: next.0,
+                    },
+                ));
                 break;
             }
             next = prefix.last_offset().plus(1);
@@ -433,7 +494,10 @@ impl Segment {
                 return false;
             }
             let max_ts = self.max_timestamp();
-            if let Some(relative_max) = indexes.offset_of_max_timestamp.relative_to(self.base_offset) {
+            if let Some(relative_max) = indexes
+                .offset_of_max_timestamp
+                .relative_to(self.base_offset)
+            {
                 if !indexes.time.maybe_append(max_ts, relative_max) {
                     return false;
                 }
@@ -449,10 +513,21 @@ impl Segment {
     pub fn append(&self, bytes: &[u8]) -> Result<()> {
         let position = self.size();
         let end = position + bytes.len() as u64;
-        assert!(end <= SEGMENT_BYTES_MAX, "the log rolls before a segment outgrows its positions");
+        assert!(
+            end <= SEGMENT_BYTES_MAX,
+            "the log rolls before a segment outgrows its positions"
+        );
         let mut indexes = self.indexes.lock();
+        // Each batch may add one entry to each index: claim their disk space first, so a full
+        // disk fails the append here rather than as a SIGBUS when the entry is written.
+        let batches = count_batches(bytes);
+        indexes.offset.reserve(batches)?;
+        indexes.time.reserve(batches)?;
         if self.config.preallocate_bytes > 0 && end > indexes.preallocated_to {
-            let len = self.config.preallocate_bytes.max(end - indexes.preallocated_to);
+            let len = self
+                .config
+                .preallocate_bytes
+                .max(end - indexes.preallocated_to);
             // A failure (typically a full disk) is not fatal here: the write below reports
             // whether the bytes really fit.
             if fsio::preallocate(&self.file, indexes.preallocated_to, len).is_ok() {
@@ -465,15 +540,18 @@ impl Segment {
             self.file
                 .set_len(position)
                 .map_err(|e| Error::io("truncate segment after failed write", &self.log_path, e))?;
+            indexes.preallocated_to = position;
             return Err(error);
         }
         let mut at = 0usize;
         let mut next = self.next_offset();
         let mut max_timestamp = self.max_timestamp();
         while at < bytes.len() {
-            let prefix = BatchHeader::parse_prefix(&bytes[at..]).expect("appended batches were validated");
+            let prefix =
+                BatchHeader::parse_prefix(&bytes[at..]).expect("appended batches were validated");
             if position + at as u64 == 0 {
-                self.first_timestamp.store(prefix.max_timestamp, Ordering::Release);
+                self.first_timestamp
+                    .store(prefix.max_timestamp, Ordering::Release);
             }
             if prefix.max_timestamp > max_timestamp {
                 max_timestamp = prefix.max_timestamp;
@@ -493,17 +571,34 @@ impl Segment {
     /// The first batch whose last offset is `>= offset`, with its position; `None` if every
     /// batch ends before `offset`.
     pub fn find(&self, offset: Offset) -> Result<Option<(u64, BatchPrefix)>> {
-        let start = match offset.relative_to(self.base_offset) {
-            Some(relative) => self.indexes.lock().offset.lookup(relative).map_or(0, |(_, p)| p.0),
-            None if offset < self.base_offset => 0,
+        let (mut expected, start) = match offset.relative_to(self.base_offset) {
+            Some(relative) => self
+                .indexes
+                .lock()
+                .offset
+                .lookup(relative)
+                .map_or((self.base_offset, 0), |(r, p)| {
+                    (r.absolute(self.base_offset), p.0)
+                }),
+            None if offset < self.base_offset => (self.base_offset, 0),
             None => return Ok(None),
         };
         let size = self.size();
         for scanned in Scanner::new(&self.file, &self.log_path, start, size, false) {
             let scanned = scanned.map_err(|stop| self.stop_error(stop))?;
+            // The base offset lies outside the CRC: a flipped one must not pass for another
+            // batch (or make this one seem to hold every offset).
+            if scanned.prefix.base_offset() != expected {
+                return Err(self.out_of_order(
+                    scanned.position,
+                    scanned.prefix.base_offset(),
+                    expected,
+                ));
+            }
             if scanned.prefix.last_offset() >= offset {
                 return Ok(Some((scanned.position, scanned.prefix)));
             }
+            expected = scanned.prefix.last_offset().plus(1);
         }
         Ok(None)
     }
@@ -527,8 +622,12 @@ impl Segment {
         }
         let available = size - position;
         let mut len = (max_bytes as u64).min(available) as usize;
-        let mut buf = self.read_exact_at(position, len.max(crate::batch::BATCH_HEADER_BYTES.min(available as usize)))?;
-        let first = BatchHeader::parse_prefix(&buf).map_err(|reason| self.corrupt(position, reason))?;
+        let mut buf = self.read_exact_at(
+            position,
+            len.max(crate::batch::BATCH_HEADER_BYTES.min(available as usize)),
+        )?;
+        let first =
+            BatchHeader::parse_prefix(&buf).map_err(|reason| self.corrupt(position, reason))?;
         if first.batch_size > buf.len() {
             if first.batch_size as u64 > available {
                 return Err(self.corrupt(
@@ -543,10 +642,15 @@ impl Segment {
             buf = self.read_exact_at(position, len)?;
         }
         let mut kept = 0;
+        let mut expected = None;
         for item in crate::batch::batches(&buf) {
             match item {
+                // A batch that does not start where the previous one ended is damaged (its
+                // base offset is outside the CRC); the next read, from it, reports it.
+                Ok((_, header, _)) if expected.is_some_and(|e| header.base_offset() != e) => break,
                 Ok((at, header, _)) if header.last_offset() < upper_bound => {
                     kept = at + header.batch_size();
+                    expected = Some(header.next_offset());
                 }
                 Ok(_) => break,
                 // A batch cut by `max_bytes` is expected; damage shows on the next read.
@@ -575,7 +679,11 @@ impl Segment {
     }
 
     /// The first record with a timestamp `>= target`: its offset and timestamp.
-    pub fn find_by_timestamp(&self, target: TimestampMs, from: Offset) -> Result<Option<(Offset, TimestampMs)>> {
+    pub fn find_by_timestamp(
+        &self,
+        target: TimestampMs,
+        from: Offset,
+    ) -> Result<Option<(Offset, TimestampMs)>> {
         if self.max_timestamp() < target {
             return Ok(None);
         }
@@ -597,9 +705,14 @@ impl Segment {
             if scanned.prefix.max_timestamp < target {
                 continue;
             }
-            let bytes = Bytes::copy_from_slice(scanner.batch_bytes(scanned.position, scanned.prefix.batch_size));
+            let bytes = Bytes::copy_from_slice(
+                scanner.batch_bytes(scanned.position, scanned.prefix.batch_size),
+            );
             let batch = RecordBatch::new(bytes).map_err(|r| self.corrupt(scanned.position, r))?;
-            for record in batch.records().map_err(|r| self.corrupt(scanned.position, r))? {
+            for record in batch
+                .records()
+                .map_err(|r| self.corrupt(scanned.position, r))?
+            {
                 let record = record.map_err(|r| self.corrupt(scanned.position, r))?;
                 if record.timestamp >= target && record.offset >= from {
                     return Ok(Some((record.offset, record.timestamp)));
@@ -625,7 +738,8 @@ impl Segment {
             indexes.time.truncate_to(relative);
         }
         self.size.store(position, Ordering::Release);
-        self.next_offset.store(prefix.base_offset().0, Ordering::Release);
+        self.next_offset
+            .store(prefix.base_offset().0, Ordering::Release);
         indexes.preallocated_to = position;
         drop(indexes);
         // The largest timestamp and the index tally must describe what is left.
@@ -641,7 +755,8 @@ impl Segment {
         {
             let mut indexes = self.indexes.lock();
             let max = indexes.time.last();
-            self.max_timestamp.store(max.map_or(NO_TIMESTAMP, |(t, _)| t), Ordering::Release);
+            self.max_timestamp
+                .store(max.map_or(NO_TIMESTAMP, |(t, _)| t), Ordering::Release);
             indexes.offset_of_max_timestamp =
                 max.map_or(self.base_offset, |(_, r)| r.absolute(self.base_offset));
         }
@@ -667,15 +782,19 @@ impl Segment {
         let mut indexes = self.indexes.lock();
         let max_ts = self.max_timestamp();
         if max_ts != NO_TIMESTAMP {
-            if let Some(relative) = indexes.offset_of_max_timestamp.relative_to(self.base_offset) {
+            if let Some(relative) = indexes
+                .offset_of_max_timestamp
+                .relative_to(self.base_offset)
+            {
+                indexes.time.reserve(0)?;
                 indexes.time.maybe_append(max_ts, relative);
             }
         }
         self.release_preallocation(&mut indexes)?;
         indexes.offset.trim()?;
-        indexes.time.trim()?;
-        drop(indexes);
-        fsio::sync_data(&self.file, &self.log_path)
+        indexes.time.trim()
+        // The data is synced by the flusher (or the group commit), not here: a roll must not
+        // stall appends for the time it takes to write back a whole segment.
     }
 
     /// Prepares the active segment for a clean shutdown: like [`Segment::seal`], but the
@@ -702,63 +821,80 @@ impl Segment {
         Ok(())
     }
 
-    /// Checks every batch (CRC, offsets in order) and the indexes against the data.
-    pub fn verify(&self) -> Vec<Damage> {
-        let mut damage = Vec::new();
-        let size = self.size();
+    /// Checks every batch in the file, up to its length (not just the committed size): CRC,
+    /// offsets in order; then the indexes against the batches found. Index entries past the
+    /// first damaged batch are not judged (the damage explains them).
+    pub fn verify(&self) -> SegmentCheck {
+        let mut check = SegmentCheck::default();
+        let end = match self.file_len() {
+            Ok(len) => len,
+            Err(error) => {
+                check
+                    .damage
+                    .push(self.damage(0, self.base_offset, error.to_string()));
+                return check;
+            }
+        };
         let mut next = self.base_offset;
-        let mut scanner = Scanner::new(&self.file, &self.log_path, 0, size, true);
+        let mut good_end = 0;
         let mut positions = Vec::new();
+        let mut scanner = Scanner::new(&self.file, &self.log_path, 0, end, true);
         for scanned in scanner.by_ref() {
-            match scanned {
+            let reason = match scanned {
                 Ok(scanned) if scanned.prefix.base_offset() == next => {
                     positions.push((scanned.prefix.base_offset(), scanned.position));
                     next = scanned.prefix.last_offset().plus(1);
+                    good_end = scanned.position + scanned.prefix.batch_size as u64;
+                    check.batches += 1;
+                    check.records += scanned.prefix.records_count.max(0) as u64;
+                    continue;
                 }
-                Ok(scanned) => {
-                    damage.push(self.damage(scanned.position, next, format!(
-                        "batch has base offset {}, expected {next}",
-                        scanned.prefix.base_offset
-                    )));
-                    break;
-                }
-                Err(ScanStop::Invalid { position, reason }) => {
-                    damage.push(self.damage(position, next, reason.to_string()));
-                    break;
-                }
-                Err(ScanStop::Io(error)) => {
-                    damage.push(self.damage(scanner.position(), next, error.to_string()));
-                    break;
-                }
-            }
+                Ok(scanned) => format!(
+                    "batch has base offset {}, expected {next}",
+                    scanned.prefix.base_offset
+                ),
+                Err(ScanStop::Invalid { reason, .. }) => reason.to_string(),
+                Err(ScanStop::Io(error)) => error.to_string(),
+            };
+            check.damage.push(self.damage(good_end, next, reason));
+            break;
         }
+        check.bytes = good_end;
+        check.next_offset = next;
         let indexes = self.indexes.lock();
-        if let Err(error) = indexes.offset.check(size) {
-            damage.push(self.damage(0, self.base_offset, error.to_string()));
-        } else {
-            for i in 0..indexes.offset.len() {
-                let (relative, position) = indexes.offset.entry(i);
-                let offset = relative.absolute(self.base_offset);
-                if positions.binary_search(&(offset, position.0)).is_err() {
-                    damage.push(Damage {
-                        path: self.index_path.clone(),
-                        position: position.0,
-                        offset,
-                        reason: format!("index entry {i} points to no batch starting at offset {offset}"),
-                    });
-                    break;
-                }
+        for i in 0..indexes.offset.len() {
+            let (relative, position) = indexes.offset.entry(i);
+            if position.0 >= good_end && !check.damage.is_empty() {
+                break;
+            }
+            let offset = relative.absolute(self.base_offset);
+            if positions.binary_search(&(offset, position.0)).is_err() {
+                check.damage.push(Damage {
+                    path: self.index_path.clone(),
+                    position: position.0,
+                    offset,
+                    reason: format!("entry {i} points to no batch starting at offset {offset}"),
+                });
+                break;
             }
         }
-        if let Err(error) = indexes.time.check(next.relative_to(self.base_offset)) {
-            damage.push(Damage {
+        let limit = if check.damage.is_empty() {
+            Some(next)
+        } else {
+            None
+        };
+        if let Err(error) = indexes
+            .time
+            .check(limit.and_then(|n| n.relative_to(self.base_offset)))
+        {
+            check.damage.push(Damage {
                 path: self.time_index_path.clone(),
                 position: 0,
                 offset: self.base_offset,
                 reason: error.to_string(),
             });
         }
-        damage
+        check
     }
 
     fn damage(&self, position: u64, offset: Offset, reason: String) -> Damage {
@@ -794,6 +930,38 @@ impl Segment {
             ScanStop::Io(error) => error,
         }
     }
+}
+
+/// Why a segment's index files cannot be trusted as they are, judged by their lengths: a
+/// seal and a crash both leave whole entries, so a missing file or a partial entry means
+/// the file was damaged or deleted. Its entries may be gone, and with them the largest
+/// timestamp that timestamp lookups and retention rely on, so the indexes are rebuilt.
+fn index_file_damage(dir: &Path, base_offset: Offset) -> Option<(PathBuf, &'static str)> {
+    for (suffix, entry_bytes) in [
+        (INDEX_SUFFIX, OFFSET_ENTRY_BYTES),
+        (TIME_INDEX_SUFFIX, TIME_ENTRY_BYTES),
+    ] {
+        let path = dir.join(file_name(base_offset, suffix));
+        match fs::metadata(&path) {
+            Ok(metadata) if metadata.len() % entry_bytes as u64 == 0 => {}
+            Ok(_) => return Some((path, "the file holds a partial entry")),
+            Err(_) => return Some((path, "the file is missing")),
+        }
+    }
+    None
+}
+
+/// How many batches lie back to back in `bytes`, which the log has validated.
+fn count_batches(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut count = 0;
+    while at < bytes.len() {
+        let prefix =
+            BatchHeader::parse_prefix(&bytes[at..]).expect("appended batches were validated");
+        at += prefix.batch_size;
+        count += 1;
+    }
+    count
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

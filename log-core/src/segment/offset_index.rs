@@ -88,7 +88,9 @@ impl OffsetIndex {
 
     /// Adds an entry; false if the index is full (the segment must roll).
     pub(crate) fn append(&mut self, relative: RelativeOffset, position: FilePosition) -> bool {
-        debug_assert!(self.last().is_none_or(|(r, p)| relative > r && position > p));
+        debug_assert!(self
+            .last()
+            .is_none_or(|(r, p)| relative > r && position > p));
         let position = u32::try_from(position.0).expect("segment positions fit u32");
         let mut entry = [0u8; OFFSET_ENTRY_BYTES];
         entry[..4].copy_from_slice(&relative.0.to_be_bytes());
@@ -124,6 +126,11 @@ impl OffsetIndex {
             }
         }
         low
+    }
+
+    /// Allocates disk space for `additional` more entries (see [`IndexFile::reserve`]).
+    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
+        self.file.reserve(additional)
     }
 
     pub(crate) fn flush(&self) -> Result<()> {

@@ -9,8 +9,12 @@ use std::path::Path;
 use crate::batch::{self, BatchHeader, BatchPrefix, BATCH_HEADER_BYTES};
 use crate::error::{BatchError, Error, Result};
 
-/// Bytes read per `pread` while scanning.
+/// Bytes read per `pread` while validating batches: large reads make recovery run at
+/// memory-copy speed.
 pub(crate) const SCAN_CHUNK_BYTES: usize = 8 << 20;
+/// Bytes read per `pread` while only stepping over headers (offset lookups): the target is
+/// usually within one index interval (4 KiB) of where the scan starts.
+pub(crate) const HEADER_SCAN_CHUNK_BYTES: usize = 8 << 10;
 
 /// One batch found by a scan.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +48,18 @@ pub(crate) struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     /// Scans `[position, end)`. With `validate`, every batch's CRC is checked and its bytes
     /// are available through [`Scanner::batch_bytes`].
-    pub(crate) fn new(file: &'a File, path: &'a Path, position: u64, end: u64, validate: bool) -> Self {
-        let chunk_bytes = if validate { SCAN_CHUNK_BYTES } else { 64 << 10 };
+    pub(crate) fn new(
+        file: &'a File,
+        path: &'a Path,
+        position: u64,
+        end: u64,
+        validate: bool,
+    ) -> Self {
+        let chunk_bytes = if validate {
+            SCAN_CHUNK_BYTES
+        } else {
+            HEADER_SCAN_CHUNK_BYTES
+        };
         Scanner {
             file,
             path,
@@ -57,11 +71,6 @@ impl<'a> Scanner<'a> {
             buf_start: position,
             stopped: false,
         }
-    }
-
-    /// The position after the last batch returned.
-    pub(crate) fn position(&self) -> u64 {
-        self.position
     }
 
     /// Bytes of the batch at `position` of `len` bytes, valid right after `next` returned it.
@@ -83,7 +92,10 @@ impl<'a> Scanner<'a> {
         self.buf.resize(len, 0);
         let mut read = 0;
         while read < len {
-            match self.file.read_at(&mut self.buf[read..], self.position + read as u64) {
+            match self
+                .file
+                .read_at(&mut self.buf[read..], self.position + read as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => read += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -103,8 +115,9 @@ impl<'a> Scanner<'a> {
         let invalid = |reason| ScanStop::Invalid { position, reason };
         let buffered = self.fill(BATCH_HEADER_BYTES).map_err(ScanStop::Io)?;
         let at = (position - self.buf_start) as usize;
-        let prefix = BatchHeader::parse_prefix(&self.buf[at..at + buffered.min(BATCH_HEADER_BYTES)])
-            .map_err(invalid)?;
+        let prefix =
+            BatchHeader::parse_prefix(&self.buf[at..at + buffered.min(BATCH_HEADER_BYTES)])
+                .map_err(invalid)?;
         let size = prefix.batch_size;
         if size as u64 > self.end - position {
             return Err(invalid(BatchError::Truncated {

@@ -62,7 +62,10 @@ impl TimeIndex {
             if !ordered || !inside {
                 return Err(Error::IndexCorrupt {
                     path: self.file.path().to_path_buf(),
-                    reason: format!("entry {i} ({timestamp}, {}) is out of order or past the log", relative.0),
+                    reason: format!(
+                        "entry {i} ({timestamp}, {}) is out of order or past the log",
+                        relative.0
+                    ),
                 });
             }
             previous = Some((timestamp, relative));
@@ -87,8 +90,15 @@ impl TimeIndex {
     }
 
     /// Adds `(timestamp, relative)` if the timestamp grew. False only if the index is full.
-    pub(crate) fn maybe_append(&mut self, timestamp: TimestampMs, relative: RelativeOffset) -> bool {
-        if self.last().is_some_and(|(t, r)| timestamp <= t || relative < r) {
+    pub(crate) fn maybe_append(
+        &mut self,
+        timestamp: TimestampMs,
+        relative: RelativeOffset,
+    ) -> bool {
+        if self
+            .last()
+            .is_some_and(|(t, r)| timestamp <= t || relative < r)
+        {
             return true;
         }
         let mut entry = [0u8; TIME_ENTRY_BYTES];
@@ -99,7 +109,10 @@ impl TimeIndex {
 
     /// The greatest entry with timestamp strictly below `target`: every record at or after
     /// `target` lies after its offset.
-    pub(crate) fn lookup_before(&self, target: TimestampMs) -> Option<(TimestampMs, RelativeOffset)> {
+    pub(crate) fn lookup_before(
+        &self,
+        target: TimestampMs,
+    ) -> Option<(TimestampMs, RelativeOffset)> {
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let mid = low + (high - low) / 2;
@@ -123,6 +136,11 @@ impl TimeIndex {
 
     pub(crate) fn clear(&mut self) {
         self.file.truncate_entries(0);
+    }
+
+    /// Allocates disk space for `additional` more entries (see [`IndexFile::reserve`]).
+    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
+        self.file.reserve(additional)
     }
 
     pub(crate) fn flush(&self) -> Result<()> {

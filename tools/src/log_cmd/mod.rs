@@ -86,7 +86,10 @@ fn check_is_log(dir: &Path) -> anyhow::Result<()> {
         }
     };
     if !metadata.is_dir() {
-        bail!("{} is not a log directory: it is not a directory", dir.display());
+        bail!(
+            "{} is not a log directory: it is not a directory",
+            dir.display()
+        );
     }
     let entries = fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     for entry in entries {

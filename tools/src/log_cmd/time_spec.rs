@@ -47,8 +47,9 @@ pub fn system_time_ms(at: SystemTime) -> anyhow::Result<TimestampMs> {
 /// `2026-11-21T10:00:00.123Z` for a record timestamp; `-` for "none" (negative).
 pub fn format_ms(timestamp: TimestampMs) -> String {
     match u64::try_from(timestamp) {
-        Ok(ms) => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-            .to_string(),
+        Ok(ms) => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
         Err(_) => "-".to_owned(),
     }
 }
@@ -65,19 +66,31 @@ mod tests {
 
     #[test]
     fn reads_epoch_milliseconds() {
-        assert_eq!(parse_since("1732183200000", now()).unwrap(), 1_732_183_200_000);
+        assert_eq!(
+            parse_since("1732183200000", now()).unwrap(),
+            1_732_183_200_000
+        );
     }
 
     #[test]
     fn reads_a_duration_before_now() {
-        assert_eq!(parse_since("10m", now()).unwrap(), (NOW_MS - 600_000) as i64);
-        assert_eq!(parse_since("1h 30m", now()).unwrap(), (NOW_MS - 5_400_000) as i64);
+        assert_eq!(
+            parse_since("10m", now()).unwrap(),
+            (NOW_MS - 600_000) as i64
+        );
+        assert_eq!(
+            parse_since("1h 30m", now()).unwrap(),
+            (NOW_MS - 5_400_000) as i64
+        );
     }
 
     #[test]
     fn reads_rfc3339_with_or_without_zone() {
         let expected = 1_795_255_200_000; // 2026-11-21T10:00:00Z
-        assert_eq!(parse_since("2026-11-21T10:00:00Z", now()).unwrap(), expected);
+        assert_eq!(
+            parse_since("2026-11-21T10:00:00Z", now()).unwrap(),
+            expected
+        );
         assert_eq!(parse_since("2026-11-21 10:00:00", now()).unwrap(), expected);
         assert_eq!(format_ms(expected), "2026-11-21T10:00:00.000Z");
     }

@@ -1,0 +1,140 @@
+//! The limits the bench measures itself, in the same run as the log (memory copy, and CRC-32C
+//! as the cost every append and read pays per byte), and the file-system helpers the
+//! scenarios need: syncing and evicting a log's files from the page cache, checking that the
+//! bench directory is on a disk.
+
+use std::fs::{self, File};
+use std::hint::black_box;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::report::Measurement;
+
+/// `statfs` magic of tmpfs: a bench there would measure memory, not the disk.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Single-threaded memory copy between two buffers of `buffer_bytes` (larger than the caches,
+/// so this is DRAM bandwidth), repeated for at least `duration`. Counts bytes copied.
+pub fn memcpy(buffer_bytes: usize, duration: Duration) -> Measurement {
+    let source: Vec<u8> = (0..buffer_bytes).map(|i| (i * 31) as u8).collect();
+    let mut target = vec![0u8; buffer_bytes];
+    target.copy_from_slice(&source); // fault the pages in before timing
+    let started = Instant::now();
+    let mut copied = 0u64;
+    while copied == 0 || started.elapsed() < duration {
+        target.copy_from_slice(black_box(&source));
+        black_box(&mut target);
+        copied += buffer_bytes as u64;
+    }
+    let mut m = Measurement::new("limit/memcpy".into(), "limit");
+    m.seconds = started.elapsed().as_secs_f64();
+    m.stored_bytes = copied;
+    m.detail("buffer_bytes", buffer_bytes as u64);
+    m
+}
+
+/// CRC-32C (the batch checksum) over a buffer of `buffer_bytes`, repeated for `duration`.
+pub fn crc32c(buffer_bytes: usize, duration: Duration) -> Measurement {
+    let buffer: Vec<u8> = (0..buffer_bytes).map(|i| (i * 7) as u8).collect();
+    let started = Instant::now();
+    let mut summed = 0u64;
+    let mut crc = 0u32;
+    while summed == 0 || started.elapsed() < duration {
+        crc ^= crc32c::crc32c(black_box(&buffer));
+        summed += buffer_bytes as u64;
+    }
+    black_box(crc);
+    let mut m = Measurement::new("component/crc32c".into(), "component");
+    m.seconds = started.elapsed().as_secs_f64();
+    m.stored_bytes = summed;
+    m
+}
+
+/// Fails if `dir` is on tmpfs.
+pub fn check_on_disk(dir: &Path) -> io::Result<()> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `stat` is a plain C struct that statfs fills; the path is NUL-terminated.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stat.f_type as i64 == TMPFS_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is on tmpfs: set RUNNEL_BENCH_DIR to a directory on the disk",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Syncs every file in `dir` (what the log would have synced had it closed cleanly), so that
+/// a recovery measures scanning, not writeback.
+pub fn sync_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            File::open(&path)?.sync_data()?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops `dir`'s (clean) files from the page cache, as fio's `--invalidate=1` does, so the
+/// next read comes from the disk.
+pub fn evict_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            let file = File::open(&path)?;
+            // SAFETY: fadvise takes a descriptor we own and no memory.
+            let rc =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Total size of the files in `dir` whose names end in `suffix`.
+pub fn bytes_of(dir: &Path, suffix: &str) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(suffix) {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Removes a scenario's directory, if it exists.
+pub fn remove_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Lets the file system settle after a scenario (freed blocks, discards, anything dirty), so
+/// that the next scenario does not pay for this one.
+pub fn settle() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// The 1-, 5- and 15-minute load averages: other work on the machine skews every figure.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
