@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use log_core::batch::split_batches;
 use log_core::{
@@ -25,12 +27,21 @@ const APPENDS_MAX: usize = 100_000;
 const BALLAST_CHUNK_BYTES: usize = 64 << 10;
 
 /// A tmpfs of a fixed size mounted on a fresh temporary directory, unmounted on drop.
+///
+/// Tests holding one run one at a time: `mount` and `umount` are child processes, and a
+/// child forked while another test drops a log holds a copy of the log's lock descriptor
+/// until it execs, so an immediate reopen could find the directory locked (`flock` locks
+/// belong to the open file, which the fork shares).
 struct Tmpfs {
     dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
 }
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 impl Tmpfs {
     fn mount(options: &str) -> Tmpfs {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("create a mount point");
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "runnel-full-disk"])
@@ -43,7 +54,10 @@ impl Tmpfs {
              failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
-        Tmpfs { dir }
+        Tmpfs {
+            dir,
+            _serial: serial,
+        }
     }
 
     fn path(&self) -> &Path {
@@ -211,20 +225,35 @@ fn full_then_freed(config: LogConfig) {
         acked.append(&log).unwrap();
     }
     let ballast = fill_with_ballast(tmpfs.path());
-    let error = acked.append_until_error(&log);
-    assert_clean_disk_full(&log, &error, &acked);
-    // Still full: the retried append keeps failing the same clean way.
-    for _ in 0..3 {
-        let error = acked.append(&log).expect_err("the disk is still full");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A reader races the appends that fail: it must never see part of a batch.
+        let reader = scope.spawn(|| {
+            let mut passes = 0u64;
+            while !stop.load(Ordering::Acquire) || passes == 0 {
+                read_values(&log);
+                passes += 1;
+            }
+        });
+        let error = acked.append_until_error(&log);
         assert_clean_disk_full(&log, &error, &acked);
-    }
+        // Still full: the retried append keeps failing the same clean way.
+        for _ in 0..3 {
+            let error = acked.append(&log).expect_err("the disk is still full");
+            assert_clean_disk_full(&log, &error, &acked);
+        }
 
-    std::fs::remove_file(ballast).unwrap();
-    for _ in 0..200 {
-        acked
-            .append(&log)
-            .expect("appends resume once space is freed");
-    }
+        std::fs::remove_file(&ballast).unwrap();
+        for _ in 0..200 {
+            acked
+                .append(&log)
+                .expect("appends resume once space is freed");
+        }
+        stop.store(true, Ordering::Release);
+        reader
+            .join()
+            .expect("the reader saw only whole, valid batches");
+    });
     assert!(read_values(&log) == acked.values);
     log.close().unwrap();
     drop(log);

@@ -30,11 +30,18 @@ fn config() -> LogConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct RecordSpec {
     len: usize,
     seed: u64,
     timestamp: i64,
+}
+
+/// Short, so that a shrunk failing case reads at a glance.
+impl std::fmt::Debug for RecordSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}B@{}/{:x}", self.len, self.timestamp, self.seed)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +171,13 @@ impl Model {
             .collect()
     }
 
+    /// Opening a log drops epochs that start at or after its end (as Kafka's load does): an
+    /// epoch whose records were all deleted is forgotten.
+    fn after_restart(&mut self) {
+        let end = self.log_end;
+        self.epochs.retain(|(_, s)| *s < end);
+    }
+
     fn truncate_epochs_from_start(&mut self, start: u64) {
         if let Some(covering) = self.epochs.iter().rposition(|(_, s)| *s <= start) {
             self.epochs.drain(..covering);
@@ -236,7 +250,10 @@ impl Harness {
                     .into_iter()
                     .find(|r| r.timestamp >= *target)
                     .map(|r| (Offset(r.offset), r.timestamp));
-                let found = self.log().offset_for_timestamp(*target).expect("offset_for_timestamp");
+                let found = self
+                    .log()
+                    .offset_for_timestamp(*target)
+                    .expect("offset_for_timestamp");
                 assert_eq!(found, expected, "offset_for_timestamp({target})");
             }
             Op::Flush => self.log().flush().expect("flush"),
@@ -245,10 +262,12 @@ impl Harness {
                 log.close().expect("close");
                 drop(log);
                 self.log = Some(PartitionLog::open(self.dir.path(), config()).expect("reopen"));
+                self.model.after_restart();
             }
             Op::UncleanRestart => {
                 self.log.take().unwrap().abandon();
                 self.log = Some(PartitionLog::open(self.dir.path(), config()).expect("recover"));
+                self.model.after_restart();
             }
         }
     }
@@ -282,7 +301,12 @@ impl Harness {
             .collect();
         self.model.batches.push(ModelBatch { base, records });
         self.model.log_end = base + specs.len() as u64;
-        if self.model.epochs.last().is_none_or(|(e, _)| self.model.epoch > *e) {
+        if self
+            .model
+            .epochs
+            .last()
+            .is_none_or(|(e, _)| self.model.epoch > *e)
+        {
             self.model.epochs.retain(|(_, s)| *s < base);
             self.model.epochs.push((self.model.epoch, base));
         }
@@ -302,7 +326,10 @@ impl Harness {
         );
         let holding = model.batches.iter().position(|b| b.last() >= from);
         let Some(holding) = holding.filter(|&i| model.batches[i].last() < upper) else {
-            assert!(result.records.is_empty(), "read({from}, upper {upper}) returned data");
+            assert!(
+                result.records.is_empty(),
+                "read({from}, upper {upper}) returned data"
+            );
             return;
         };
         let first_size = RecordBatch::new(result.records.clone())
@@ -326,7 +353,11 @@ impl Harness {
             return;
         }
         // Whole batches go: the one holding `offset` and all after it.
-        let keep = model.batches.iter().position(|b| b.last() >= offset).unwrap();
+        let keep = model
+            .batches
+            .iter()
+            .position(|b| b.last() >= offset)
+            .unwrap();
         let new_end = model.batches[keep].base;
         model.batches.truncate(keep);
         model.log_end = new_end;
@@ -343,17 +374,29 @@ impl Harness {
         let mut stored = Vec::new();
         let mut next = model.log_start;
         while next < model.log_end {
-            let result = log.read(Offset(next), READ_BYTES, Offset(model.log_end)).expect("read");
+            let result = log
+                .read(Offset(next), READ_BYTES, Offset(model.log_end))
+                .expect("read");
             let batches = decode(result.records);
-            assert!(!batches.is_empty(), "read({next}) below the log end returned nothing");
+            assert!(
+                !batches.is_empty(),
+                "read({next}) below the log end returned nothing"
+            );
             for batch in batches {
                 assert!(batch.base <= next, "read({next}) skipped to {}", batch.base);
                 stored.extend(batch.records.iter().filter(|r| r.offset >= next).cloned());
                 next = batch.last() + 1;
             }
         }
-        assert!(stored == model.records_from(model.log_start), "stored records differ from the model");
-        let epochs: Vec<(i32, u64)> = log.leader_epochs().iter().map(|(e, s)| (e.0, s.0)).collect();
+        assert!(
+            stored == model.records_from(model.log_start),
+            "stored records differ from the model"
+        );
+        let epochs: Vec<(i32, u64)> = log
+            .leader_epochs()
+            .iter()
+            .map(|(e, s)| (e.0, s.0))
+            .collect();
         assert_eq!(epochs, model.epochs, "leader epochs");
         let report = log.verify();
         assert!(report.is_ok(), "{report:?}");
@@ -385,10 +428,10 @@ fn decode(records: Bytes) -> Vec<ModelBatch> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 64,
-        ..ProptestConfig::default()
-    })]
+    // 64 cases keep a debug-build run to a few seconds; PROPTEST_CASES asks for more.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+    ))]
 
     #[test]
     fn log_matches_model(ops in prop::collection::vec(op(), 1..40)) {

@@ -56,11 +56,11 @@ struct Stored {
 }
 
 /// Appends [`BATCHES`] batches of 1-4 records with random sizes, codecs and timestamps
-/// (mostly rising, sometimes not); returns every record.
+/// (mostly rising, sometimes not), in three leader epochs; returns every record.
 fn write_log(log: &PartitionLog, rng: &mut StdRng) -> Vec<Stored> {
     let mut records = Vec::new();
     let mut clock = 1_700_000_000_000i64;
-    for _ in 0..BATCHES {
+    for i in 0..BATCHES {
         let codec = [Compression::None, Compression::Lz4, Compression::Zstd][rng.gen_range(0..3)];
         let mut builder = BatchBuilder::new(codec);
         let mut values = Vec::new();
@@ -71,7 +71,10 @@ fn write_log(log: &PartitionLog, rng: &mut StdRng) -> Vec<Stored> {
             values.push((clock, Bytes::from(value)));
         }
         let info = log
-            .append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(1))
+            .append_as_leader(
+                &mut builder.build().unwrap(),
+                LeaderEpoch(1 + (i / 20) as i32),
+            )
             .unwrap();
         for (i, (timestamp, value)) in values.into_iter().enumerate() {
             records.push(Stored {
@@ -241,7 +244,7 @@ fn assert_recovered_to(dir: &Path, records: &[Stored], end: u64) {
     let mut builder = BatchBuilder::new(Compression::None);
     builder.append(1, None, Some(b"after recovery"), &[]);
     let appended = log
-        .append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(2))
+        .append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(10))
         .unwrap();
     assert_eq!(appended.first_offset, Offset(end));
     drop(log);
@@ -251,14 +254,63 @@ fn assert_recovered_to(dir: &Path, records: &[Stored], end: u64) {
     assert!(log.verify().is_ok(), "{:?}", log.verify());
 }
 
+/// A log written and stopped once; each round damages a fresh copy of it (writing is most of
+/// a round's cost: every roll and stop syncs).
+struct Written {
+    dir: tempfile::TempDir,
+    records: Vec<Stored>,
+    epochs: Vec<(LeaderEpoch, Offset)>,
+}
+
+impl Written {
+    /// `flushed`: synced to the end before the stop, so a crash leaves every segment below
+    /// the recovery point.
+    fn new(rng: &mut StdRng, clean: bool, flushed: bool) -> Written {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        let records = write_log(&log, rng);
+        if flushed {
+            log.flush().unwrap();
+        }
+        let epochs = log.leader_epochs();
+        stop(log, clean);
+        Written {
+            dir,
+            records,
+            epochs,
+        }
+    }
+
+    /// Both stops: `[clean, crashed]`.
+    fn both(rng: &mut StdRng, flushed: bool) -> [Written; 2] {
+        [
+            Self::new(rng, true, flushed),
+            Self::new(rng, false, flushed),
+        ]
+    }
+
+    fn end(&self) -> u64 {
+        self.records.last().map_or(0, |r| r.offset + 1)
+    }
+
+    /// A fresh directory holding a copy of the log's files.
+    fn copy(&self) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+        copy
+    }
+}
+
 #[test]
 fn torn_tail_is_cut_at_the_last_whole_batch() {
     let mut rng = rng("torn_tail_is_cut_at_the_last_whole_batch");
+    let written = Written::both(&mut rng, false);
     for round in 0..8 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config()).unwrap();
-        let records = write_log(&log, &mut rng);
-        stop(log, round % 2 == 0);
+        let Written { records, .. } = &written[round % 2];
+        let dir = written[round % 2].copy();
         let (_, active) = segment_files(dir.path()).pop().unwrap();
         let last = *batches_in(&active).last().unwrap();
         let cut = last.position + rng.gen_range(1..last.size as u64);
@@ -268,19 +320,17 @@ fn torn_tail_is_cut_at_the_last_whole_batch() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        assert_recovered_to(dir.path(), &records, last.base);
+        assert_recovered_to(dir.path(), records, last.base);
     }
 }
 
 #[test]
 fn zeroed_or_garbage_tail_is_cut_and_nothing_is_lost() {
     let mut rng = rng("zeroed_or_garbage_tail_is_cut_and_nothing_is_lost");
+    let written = Written::both(&mut rng, false);
     for round in 0..6 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config()).unwrap();
-        let records = write_log(&log, &mut rng);
-        let end = log.log_end_offset().0;
-        stop(log, round % 3 == 0);
+        let stopped = &written[usize::from(round % 3 != 0)];
+        let dir = stopped.copy();
         let (_, active) = segment_files(dir.path()).pop().unwrap();
         let mut bytes = fs::read(&active).unwrap();
         let tail_len = rng.gen_range(1..3000);
@@ -290,22 +340,20 @@ fn zeroed_or_garbage_tail_is_cut_and_nothing_is_lost() {
             bytes.extend((0..tail_len).map(|_| rng.gen::<u8>()));
         }
         fs::write(&active, bytes).unwrap();
-        assert_recovered_to(dir.path(), &records, end);
+        assert_recovered_to(dir.path(), &stopped.records, stopped.end());
     }
 }
 
 #[test]
 fn bit_flip_in_the_unsynced_tail_is_cut_from_the_damaged_batch() {
     let mut rng = rng("bit_flip_in_the_unsynced_tail_is_cut_from_the_damaged_batch");
+    let crashed = Written::new(&mut rng, false, false);
     for _ in 0..12 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config()).unwrap();
-        let records = write_log(&log, &mut rng);
-        log.abandon();
+        let dir = crashed.copy();
         let (_, active) = segment_files(dir.path()).pop().unwrap();
         let last = *batches_in(&active).last().unwrap();
         flip_bit(&active, flip_position(&mut rng, &last), rng.gen_range(0..8));
-        assert_recovered_to(dir.path(), &records, last.base);
+        assert_recovered_to(dir.path(), &crashed.records, last.base);
     }
 }
 
@@ -314,13 +362,11 @@ fn bit_flip_in_the_unsynced_tail_is_cut_from_the_damaged_batch() {
 #[test]
 fn bit_flip_in_a_synced_segment_is_reported_where_it_is_read() {
     let mut rng = rng("bit_flip_in_a_synced_segment_is_reported_where_it_is_read");
-    for round in 0..40 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config()).unwrap();
-        let records = write_log(&log, &mut rng);
-        log.flush().unwrap();
+    let written = Written::both(&mut rng, true);
+    for round in 0..24 {
         let clean = round % 2 == 0;
-        stop(log, clean);
+        let records = &written[round % 2].records;
+        let dir = written[round % 2].copy();
         let files = segment_files(dir.path());
         // A sealed segment in the middle, below the recovery point.
         let (_, path) = &files[files.len() / 2 - 1];
@@ -360,6 +406,10 @@ fn bit_flip_in_a_synced_segment_is_reported_where_it_is_read() {
         let mut next = log.log_start_offset();
         while next.0 < damaged.base {
             let result = log.read(next, 16 << 10, Offset(damaged.base)).unwrap();
+            assert!(
+                !result.records.is_empty(),
+                "read({next}) before the damage returned nothing"
+            );
             for batch in split_batches(result.records) {
                 let batch = batch.unwrap();
                 for record in batch.records().unwrap() {
@@ -415,7 +465,7 @@ fn bit_flip_in_a_synced_segment_is_reported_where_it_is_read() {
         // The active segment is undamaged: the log still takes appends.
         let mut builder = BatchBuilder::new(Compression::None);
         builder.append(1, None, Some(b"still writable"), &[]);
-        log.append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(1))
+        log.append_as_leader(&mut builder.build().unwrap(), LeaderEpoch(3))
             .unwrap();
     }
 }
@@ -438,15 +488,14 @@ fn remove_files_with_extension(dir: &Path, extensions: &[&str]) -> usize {
 #[test]
 fn deleted_index_files_are_rebuilt() {
     let mut rng = rng("deleted_index_files_are_rebuilt");
+    let written = Written::both(&mut rng, false);
     for (round, extensions) in [&["index", "timeindex"][..], &["index"], &["timeindex"]]
         .iter()
         .enumerate()
     {
-        for clean in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let log = PartitionLog::open(dir.path(), config()).unwrap();
-            let records = write_log(&log, &mut rng);
-            stop(log, clean);
+        for stopped in &written {
+            let records = &stopped.records;
+            let dir = stopped.copy();
             let segments = segment_files(dir.path()).len();
             assert_eq!(
                 remove_files_with_extension(dir.path(), extensions),
@@ -464,13 +513,13 @@ fn deleted_index_files_are_rebuilt() {
                     );
                 }
             }
-            assert_eq!(read_all(&log), records);
-            assert_lookups_match(&log, &records);
+            assert_eq!(&read_all(&log), records);
+            assert_lookups_match(&log, records);
             assert!(log.verify().is_ok(), "{:?}", log.verify());
             drop(log);
             // And the rebuilt files serve the next open.
             let log = PartitionLog::open(dir.path(), config()).unwrap();
-            assert_lookups_match(&log, &records);
+            assert_lookups_match(&log, records);
             assert!(log.verify().is_ok(), "{:?}", log.verify());
         }
     }
@@ -479,11 +528,10 @@ fn deleted_index_files_are_rebuilt() {
 #[test]
 fn truncated_or_garbage_index_files_are_rebuilt() {
     let mut rng = rng("truncated_or_garbage_index_files_are_rebuilt");
+    let written = Written::both(&mut rng, false);
     for round in 0..16 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config()).unwrap();
-        let records = write_log(&log, &mut rng);
-        stop(log, round % 2 == 0);
+        let records = &written[round % 2].records;
+        let dir = written[round % 2].copy();
         let extension = if round % 4 < 2 { "index" } else { "timeindex" };
         // Damage one sealed segment's index, or the active one's.
         let files = segment_files(dir.path());
@@ -494,7 +542,13 @@ fn truncated_or_garbage_index_files_are_rebuilt() {
         };
         let index = dir.path().join(format!("{base:020}.{extension}"));
         let mut bytes = fs::read(&index).unwrap();
-        if round % 16 < 8 {
+        if bytes.len() < 2 {
+            // An empty index (a segment smaller than one index interval): damage it by a
+            // torn first entry or a few entries of noise.
+            bytes = (0..if round % 16 < 8 { 3 } else { 24 })
+                .map(|_| rng.gen())
+                .collect();
+        } else if round % 16 < 8 {
             // A torn write: not a whole number of entries (both entry sizes are multiples of 4).
             bytes.truncate(rng.gen_range(1..bytes.len()));
             if bytes.len() % 4 == 0 {
@@ -506,8 +560,8 @@ fn truncated_or_garbage_index_files_are_rebuilt() {
         fs::write(&index, bytes).unwrap();
 
         let log = PartitionLog::open(dir.path(), config()).unwrap();
-        assert_eq!(read_all(&log), records, "round {round}");
-        assert_lookups_match(&log, &records);
+        assert_eq!(&read_all(&log), records, "round {round}");
+        assert_lookups_match(&log, records);
         assert!(
             log.verify().is_ok(),
             "round {round} ({extension} of {base}): {:?}",
@@ -528,14 +582,11 @@ fn damaged_checkpoint_means_full_recovery_and_nothing_lost() {
         },
         |bytes, rng| bytes.iter_mut().for_each(|b| *b = rng.gen()),
     ];
+    let written = Written::both(&mut rng, true);
     for (round, damage) in damages.iter().enumerate() {
-        for clean in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let log = PartitionLog::open(dir.path(), config()).unwrap();
-            let records = write_log(&log, &mut rng);
-            log.flush().unwrap();
-            let end = log.log_end_offset().0;
-            stop(log, clean);
+        for stopped in &written {
+            let (records, end) = (&stopped.records, stopped.end());
+            let dir = stopped.copy();
             // Give the full recovery something to do: a torn tail after the recovery point.
             let (_, active) = segment_files(dir.path()).pop().unwrap();
             let mut tail = fs::read(&active).unwrap();
@@ -550,42 +601,51 @@ fn damaged_checkpoint_means_full_recovery_and_nothing_lost() {
                 panic!("round {round}: open with a damaged checkpoint failed: {e}")
             });
             assert_eq!(log.log_end_offset().0, end, "round {round}");
-            assert_eq!(read_all(&log), records, "round {round}");
-            assert_lookups_match(&log, &records);
+            assert_eq!(&read_all(&log), records, "round {round}");
+            assert_lookups_match(&log, records);
             assert!(log.verify().is_ok(), "{:?}", log.verify());
             drop(log);
-            assert_recovered_to(dir.path(), &records, end);
+            assert_recovered_to(dir.path(), records, end);
         }
     }
 }
 
+/// The leader-epoch cache is not derived only: replication truncates by it. A damaged or
+/// deleted file is rebuilt from the epochs stamped in the batches.
 #[test]
-fn damaged_leader_epoch_file_loses_no_record() {
-    let mut rng = rng("damaged_leader_epoch_file_loses_no_record");
-    for (round, garbage) in [true, false].into_iter().enumerate() {
-        for clean in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let log = PartitionLog::open(dir.path(), config()).unwrap();
-            let records = write_log(&log, &mut rng);
-            let end = log.log_end_offset().0;
-            stop(log, clean);
-            let epochs = dir.path().join("leader-epoch-checkpoint");
-            let mut bytes = fs::read(&epochs).unwrap();
-            if garbage {
-                bytes.iter_mut().for_each(|b| *b = rng.gen());
-            } else {
-                bytes.truncate(bytes.len() / 2);
+fn damaged_or_deleted_leader_epoch_file_is_rebuilt() {
+    let mut rng = rng("damaged_or_deleted_leader_epoch_file_is_rebuilt");
+    let written = Written::both(&mut rng, false);
+    for damage in ["garbage", "truncated", "deleted"] {
+        for (stopped, clean) in written.iter().zip([true, false]) {
+            let (records, end, epochs) = (&stopped.records, stopped.end(), &stopped.epochs);
+            assert_eq!(epochs.len(), 3);
+            let dir = stopped.copy();
+            let file = dir.path().join("leader-epoch-checkpoint");
+            let mut bytes = fs::read(&file).unwrap();
+            match damage {
+                "garbage" => bytes.iter_mut().for_each(|b| *b = rng.gen()),
+                "truncated" => bytes.truncate(bytes.len() / 2),
+                _ => bytes.clear(),
             }
-            fs::write(&epochs, bytes).unwrap();
+            if bytes.is_empty() {
+                fs::remove_file(&file).unwrap();
+            } else {
+                fs::write(&file, bytes).unwrap();
+            }
 
-            let log = PartitionLog::open(dir.path(), config()).unwrap_or_else(|e| {
-                panic!("round {round}: open with a damaged epoch file failed: {e}")
-            });
+            let log = PartitionLog::open(dir.path(), config())
+                .unwrap_or_else(|e| panic!("{damage} epoch file: open failed: {e}"));
             assert_eq!(log.log_end_offset().0, end);
-            assert_eq!(read_all(&log), records);
+            assert_eq!(&read_all(&log), records);
+            assert_eq!(
+                &log.leader_epochs(),
+                epochs,
+                "{damage} epoch file, clean stop {clean}"
+            );
             assert!(log.verify().is_ok(), "{:?}", log.verify());
             drop(log);
-            assert_recovered_to(dir.path(), &records, end);
+            assert_recovered_to(dir.path(), records, end);
         }
     }
 }

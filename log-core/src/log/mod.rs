@@ -566,7 +566,9 @@ impl PartitionLog {
         keep.truncate_to(offset)?;
         let end = keep.next_offset();
         self.log_end.store(end.0, Ordering::Release);
-        for watermark in [&self.high_watermark, &self.recovery_point] {
+        // Whole batches go, so the end can fall below a log start that lay inside the batch
+        // holding `offset`; nothing is readable then, and the start comes down to the end.
+        for watermark in [&self.log_start, &self.high_watermark, &self.recovery_point] {
             watermark.fetch_min(end.0, Ordering::AcqRel);
         }
         self.group_commit.truncate(end);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::{self, Checkpoint};
-use super::epoch_cache::LeaderEpochCache;
+use super::epoch_cache::{LeaderEpochCache, EPOCH_CACHE_FILE};
 use super::group_commit::GroupCommit;
 use super::{LogConfig, PartitionLog, WriterState};
 use crate::clock::{Clock, SystemClock};
@@ -72,7 +72,7 @@ impl PartitionLog {
         let log_end = segments.last().expect("at least one segment").next_offset();
         let log_start = checkpoint.log_start.clamp(first_base, log_end);
         let high_watermark = checkpoint.high_watermark.clamp(log_start, log_end);
-        let epochs = load_epochs(&dir, log_start, log_end)?;
+        let epochs = load_epochs(&dir, &segments, log_start, log_end)?;
         let now = clock.now_ms();
         let map: BTreeMap<Offset, Arc<Segment>> = segments
             .into_iter()
@@ -231,18 +231,37 @@ fn recover_unclean(
 
 pub(super) fn load_epochs(
     dir: &Path,
+    segments: &[Segment],
     log_start: Offset,
     log_end: Offset,
 ) -> Result<LeaderEpochCache> {
-    let mut epochs = match LeaderEpochCache::load(dir) {
-        Ok(epochs) => epochs,
+    // Replication truncates by this cache, so a lost one is rebuilt from the epochs the
+    // batches carry rather than started empty. A missing file counts as lost (a new log has
+    // nothing to scan); the rebuilt cache is written, so the scan runs once.
+    let missing = !dir.join(EPOCH_CACHE_FILE).exists();
+    let loaded = match LeaderEpochCache::load(dir) {
+        Ok(epochs) if !missing => Some(epochs),
+        Ok(_) => None,
         Err(error) => {
-            tracing::warn!(%error, "leader-epoch cache is damaged; starting an empty one");
-            LeaderEpochCache::empty(dir)
+            tracing::warn!(%error, "leader-epoch cache is damaged: rebuilding it from the batches");
+            None
+        }
+    };
+    let rebuilt = loaded.is_none();
+    let mut epochs = match loaded {
+        Some(epochs) => epochs,
+        None => {
+            let mut epochs = LeaderEpochCache::empty(dir);
+            for segment in segments {
+                for (epoch, start) in segment.leader_epoch_starts()? {
+                    epochs.assign(epoch, start);
+                }
+            }
+            epochs
         }
     };
     let changed = epochs.truncate_from_end(log_end) | epochs.truncate_from_start(log_start);
-    if changed {
+    if changed || rebuilt {
         epochs.persist()?;
     }
     Ok(epochs)

@@ -30,7 +30,7 @@ use self::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 use crate::batch::{BatchHeader, BatchPrefix, RecordBatch};
 use crate::error::{BatchError, Error, Result};
 use crate::fsio;
-use crate::types::{FilePosition, Offset, TimestampMs, NO_TIMESTAMP};
+use crate::types::{FilePosition, LeaderEpoch, Offset, TimestampMs, NO_TIMESTAMP};
 
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
@@ -761,6 +761,33 @@ impl Segment {
                 max.map_or(self.base_offset, |(_, r)| r.absolute(self.base_offset));
         }
         self.load_tail()
+    }
+
+    /// Where leader epochs start in this segment: `(epoch, base offset)` of each batch whose
+    /// epoch is greater than every earlier one's. Reads and validates every batch, and stops
+    /// at the first invalid one (reads report that damage): for rebuilding a lost
+    /// leader-epoch cache, not for the common path.
+    pub fn leader_epoch_starts(&self) -> Result<Vec<(LeaderEpoch, Offset)>> {
+        let mut starts: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        let mut scanner = Scanner::new(&self.file, &self.log_path, 0, self.size(), true);
+        while let Some(scanned) = scanner.next() {
+            let scanned = match scanned {
+                Ok(scanned) => scanned,
+                Err(ScanStop::Invalid { .. }) => break,
+                Err(ScanStop::Io(error)) => return Err(error),
+            };
+            let bytes = scanner.batch_bytes(scanned.position, scanned.prefix.batch_size);
+            let Ok(header) = BatchHeader::parse(bytes) else {
+                break;
+            };
+            if starts
+                .last()
+                .is_none_or(|(e, _)| header.leader_epoch() > *e)
+            {
+                starts.push((header.leader_epoch(), header.base_offset()));
+            }
+        }
+        Ok(starts)
     }
 
     /// Writes the segment's data and indexes to disk.
