@@ -66,6 +66,10 @@ pub enum Error {
     /// the last successful sync can be acknowledged; reopen the log to recover.
     #[error("log {dir} is poisoned by a failed fsync; reopen it to recover")]
     Poisoned { dir: PathBuf },
+    /// The log was truncated (a follower cut a divergent suffix) before this append's
+    /// records were synced: they are gone.
+    #[error("records below offset {offset} were truncated before they were synced")]
+    TruncatedBeforeSync { offset: Offset },
     #[error("invalid batch in append: {0}")]
     InvalidBatch(BatchError),
     #[error("batch of {size} bytes exceeds the log's max_batch_bytes {max}")]

@@ -199,7 +199,9 @@ impl LogManager {
     /// Applies every log's flush policy now.
     pub fn flush_due(&self) {
         let now = self.clock.now_ms();
-        for log in self.logs.read().values() {
+        // Clone the list: fsyncs must not hold the map's lock against create and get.
+        let logs: Vec<Arc<PartitionLog>> = self.logs.read().values().cloned().collect();
+        for log in &logs {
             if let Err(error) = log.maybe_flush(now) {
                 tracing::error!(dir = %log.dir().display(), %error, "flush failed");
             }

@@ -370,3 +370,94 @@ fn read_only_open_follows_a_live_writer() {
         .append_as_leader(&mut batch(&[b"x"], 1, Compression::None), LeaderEpoch(0))
         .is_err());
 }
+
+#[test]
+fn one_append_that_overflows_the_indexes_survives_recovery_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 64 << 20,
+        index_interval_bytes: 0,
+        index_max_bytes: 4096,
+        flush: FlushPolicy::EveryWrite,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    let mut records = Vec::new();
+    for i in 0..400 {
+        records.extend_from_slice(&batch(&[&[7u8; 100]], 1000 + i, Compression::None));
+    }
+    log.append_as_leader(&mut records, LeaderEpoch(0)).unwrap();
+    log.abandon();
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(400));
+    assert_eq!(read_all(&log, Offset(0)).len(), 400);
+    assert_eq!(read_all(&log, Offset(399))[0].0, 399);
+}
+
+#[test]
+fn a_leader_rejects_batches_whose_offset_span_disagrees_with_their_record_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let mut lying = batch(&[b"x"], 1, Compression::None);
+    lying[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&lying[21..]);
+    lying[17..21].copy_from_slice(&crc.to_be_bytes());
+    let result = log.append_as_leader(&mut lying, LeaderEpoch(0));
+    assert!(matches!(result, Err(Error::InvalidBatch(_))), "{result:?}");
+    assert_eq!(log.log_end_offset(), Offset(0));
+}
+
+#[test]
+fn rebuilding_a_sealed_segments_index_never_cuts_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 16 << 10,
+        index_interval_bytes: 1024,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    for i in 0..100 {
+        log.append_as_leader(
+            &mut batch(&[&[8u8; 500]], 1000 + i, Compression::None),
+            LeaderEpoch(0),
+        )
+        .unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let segment = dir.path().join("00000000000000000000.log");
+    let length = std::fs::metadata(&segment).unwrap().len();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[1400] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    std::fs::remove_file(dir.path().join("00000000000000000000.index")).unwrap();
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        length,
+        "intact data was cut"
+    );
+    assert_eq!(log.log_end_offset(), Offset(100));
+    assert!(matches!(
+        log.read(Offset(2), 1 << 20, Offset(100)),
+        Err(Error::SegmentCorrupt { .. })
+    ));
+    assert_eq!(
+        read_all(&log, Offset(50)).len(),
+        50,
+        "data after the damage stays readable"
+    );
+    assert!(!log.verify().is_ok());
+}
+
+#[test]
+fn segment_names_beyond_the_offset_range_are_not_segments() {
+    assert_eq!(
+        log_core::segment::parse_file_name("18446744073709551615.log", "log"),
+        None
+    );
+    assert_eq!(
+        log_core::segment::parse_file_name("09223372036854775807.log", "log"),
+        Some(Offset(i64::MAX as u64))
+    );
+}

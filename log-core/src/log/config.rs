@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::segment::{SegmentConfig, SEGMENT_BYTES_MAX};
+use crate::segment::{SegmentConfig, BATCH_BYTES_STORED_MAX, SEGMENT_BYTES_MAX};
 
 /// When appended bytes are made durable with `fdatasync`, and what survives a power cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,7 +62,7 @@ pub const RETENTION_AGE_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// idle partitions do not reserve much disk.
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 16 << 20;
 /// The most bytes one append call may carry.
-pub const APPEND_BYTES_MAX: usize = 256 << 20;
+pub const APPEND_BYTES_MAX: usize = BATCH_BYTES_STORED_MAX;
 /// Smallest index file that is still useful.
 const INDEX_MAX_BYTES_MIN: usize = 4096;
 

@@ -69,6 +69,11 @@ impl LeaderEpochCache {
         self.entries.last().copied()
     }
 
+    /// Whether `epoch` would start a new entry.
+    pub(crate) fn is_new(&self, epoch: LeaderEpoch) -> bool {
+        epoch.0 >= 0 && self.latest().is_none_or(|(e, _)| epoch > e)
+    }
+
     /// Records that `epoch` starts at `start`, if it is newer than the latest epoch. Returns
     /// whether the cache changed (the caller persists it).
     pub(crate) fn assign(&mut self, epoch: LeaderEpoch, start: Offset) -> bool {

@@ -18,6 +18,9 @@ struct State {
     durable: Offset,
     syncing: bool,
     failed: bool,
+    /// Bumped by every truncation: a sync that started before one must not publish its end,
+    /// because offsets below that end may since have been cut and written again.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -33,6 +36,7 @@ impl GroupCommit {
                 durable,
                 syncing: false,
                 failed: false,
+                generation: 0,
             }),
             synced: Condvar::new(),
         }
@@ -42,9 +46,14 @@ impl GroupCommit {
         self.state.lock().durable
     }
 
+    /// The truncation generation; capture it before reading the end offset a sync will cover.
+    pub(crate) fn generation(&self) -> u64 {
+        self.state.lock().generation
+    }
+
     /// Returns once every offset below `target` is durable. `sync` makes the log durable up to
     /// an end offset it reads before syncing and returns; `poisoned` builds the error for a
-    /// failed log.
+    /// failed log. Fails if the log is truncated below `target` meanwhile.
     pub(crate) fn wait_durable(
         &self,
         target: Offset,
@@ -52,9 +61,13 @@ impl GroupCommit {
         poisoned: impl Fn() -> Error,
     ) -> Result<()> {
         let mut state = self.state.lock();
+        let generation = state.generation;
         loop {
             if state.failed {
                 return Err(poisoned());
+            }
+            if state.generation != generation {
+                return Err(Error::TruncatedBeforeSync { offset: target });
             }
             if state.durable >= target {
                 return Ok(());
@@ -64,12 +77,16 @@ impl GroupCommit {
                 continue;
             }
             state.syncing = true;
+            let sync_generation = state.generation;
             drop(state);
             let result = sync();
             state = self.state.lock();
             state.syncing = false;
             match result {
-                Ok(covered) => state.durable = state.durable.max(covered),
+                Ok(covered) if state.generation == sync_generation => {
+                    state.durable = state.durable.max(covered);
+                }
+                Ok(_) => {}
                 Err(error) => {
                     state.failed = true;
                     self.synced.notify_all();
@@ -80,17 +97,28 @@ impl GroupCommit {
         }
     }
 
-    /// Records durability reached another way (a full flush).
-    pub(crate) fn mark_durable(&self, covered: Offset) {
+    /// Records durability reached another way (a flush that read its end after capturing
+    /// `generation`), and runs `also` under the same lock, unless a truncation happened since.
+    /// Returns whether it published.
+    pub(crate) fn publish(&self, generation: u64, covered: Offset, also: impl FnOnce()) -> bool {
         let mut state = self.state.lock();
+        if state.generation != generation {
+            return false;
+        }
         state.durable = state.durable.max(covered);
+        also();
         self.synced.notify_all();
+        true
     }
 
-    /// Lowers the durable offset after a truncation.
-    pub(crate) fn truncate(&self, end: Offset) {
+    /// Lowers the durable offset after a truncation to `end` and runs `also` (lowering other
+    /// marks) under the same lock, so no sync that started earlier can raise them again.
+    pub(crate) fn truncate(&self, end: Offset, also: impl FnOnce()) {
         let mut state = self.state.lock();
+        state.generation += 1;
         state.durable = state.durable.min(end);
+        also();
+        self.synced.notify_all();
     }
 
     /// Fails every present and future waiter.

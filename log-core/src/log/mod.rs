@@ -35,10 +35,13 @@ use self::epoch_cache::LeaderEpochCache;
 use self::group_commit::GroupCommit;
 use crate::batch::{self, BatchHeader};
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{BatchError, Error, Result};
 use crate::fsio::{self, DirLock};
 use crate::segment::{Damage, Segment};
 use crate::types::{LeaderEpoch, Offset, TimestampMs, NO_TIMESTAMP, RELATIVE_OFFSET_MAX};
+
+/// Reads retried when a truncation raced them, before reporting the error.
+const READ_ATTEMPTS_MAX: usize = 3;
 
 /// What an append stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,14 @@ impl VerifyReport {
 pub struct RetentionOutcome {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
+}
+
+/// How far a flush goes.
+#[derive(Debug, Clone, Copy)]
+enum FlushTarget {
+    LogEnd,
+    /// Up to the active segment's base: what rolled segments hold.
+    SealedSegments,
 }
 
 #[derive(Debug)]
@@ -173,6 +184,8 @@ impl PartitionLog {
     /// Moves the high watermark, clamped to `[log_start, log_end]`. It is persisted at the
     /// next checkpoint (flush, roll or close).
     pub fn set_high_watermark(&self, offset: Offset) {
+        // Under the writer lock: truncation and log-start moves must not interleave.
+        let _writer = self.writer.lock();
         let clamped = offset.clamp(self.log_start_offset(), self.log_end_offset());
         self.high_watermark.store(clamped.0, Ordering::Release);
         self.debug_check_watermarks();
@@ -187,7 +200,7 @@ impl PartitionLog {
         records: &mut [u8],
         leader_epoch: LeaderEpoch,
     ) -> Result<AppendInfo> {
-        let headers = self.validate_append(records)?;
+        let headers = self.validate_append(records, true)?;
         let mut writer = self.writer.lock();
         self.check_writable()?;
         let first = self.log_end_offset();
@@ -211,7 +224,7 @@ impl PartitionLog {
     /// first batch must start at the log end and each next batch where the previous ended;
     /// gaps and overlaps are rejected.
     pub fn append_as_follower(&self, records: &[u8]) -> Result<AppendInfo> {
-        let headers = self.validate_append(records)?;
+        let headers = self.validate_append(records, false)?;
         let mut writer = self.writer.lock();
         self.check_writable()?;
         let first = self.log_end_offset();
@@ -244,6 +257,9 @@ impl PartitionLog {
         writer: &mut WriterState,
         starts: &[(LeaderEpoch, Offset)],
     ) -> Result<()> {
+        if !starts.iter().any(|(epoch, _)| writer.epochs.is_new(*epoch)) {
+            return Ok(());
+        }
         let mut epochs = writer.epochs.clone();
         let mut changed = false;
         for (epoch, start) in starts {
@@ -260,7 +276,10 @@ impl PartitionLog {
 
     /// Checks every batch of an append without holding any lock, so concurrent appenders
     /// validate in parallel.
-    fn validate_append(&self, records: &[u8]) -> Result<Vec<BatchHeader>> {
+    ///
+    /// A leader also requires each batch's record count to match its offset span, as a
+    /// producer writes it: otherwise one small batch could claim 2^31 offsets.
+    fn validate_append(&self, records: &[u8], as_leader: bool) -> Result<Vec<BatchHeader>> {
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of zero bytes".into()));
         }
@@ -273,6 +292,14 @@ impl PartitionLog {
         let mut headers = Vec::with_capacity(1);
         for item in batch::batches(records) {
             let (_, header, _) = item.map_err(Error::InvalidBatch)?;
+            if as_leader
+                && i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
+            {
+                return Err(Error::InvalidBatch(BatchError::BadRecordsCount {
+                    count: header.records_count,
+                    last_offset_delta: header.last_offset_delta,
+                }));
+            }
             if header.batch_size() > self.config.max_batch_bytes {
                 return Err(Error::BatchTooLarge {
                     size: header.batch_size(),
@@ -424,6 +451,31 @@ impl PartitionLog {
     /// committed data, or the log end). An offset below the log start or past the log end is
     /// `OffsetOutOfRange`; the log end itself reads as empty.
     pub fn read(&self, from: Offset, max_bytes: usize, upper_bound: Offset) -> Result<ReadResult> {
+        let mut attempts = 0;
+        loop {
+            let generation = self.group_commit.generation();
+            let error = match self.read_once(from, max_bytes, upper_bound) {
+                Err(error @ Error::SegmentCorrupt { .. }) => error,
+                other => return other,
+            };
+            // A segment cut or deleted under the reader looks damaged; tell that apart from
+            // real damage by whether the log changed meanwhile.
+            let log_start = self.log_start_offset();
+            if from < log_start {
+                return Err(Error::OffsetOutOfRange {
+                    offset: from,
+                    log_start,
+                    log_end: self.log_end_offset(),
+                });
+            }
+            attempts += 1;
+            if self.group_commit.generation() == generation || attempts >= READ_ATTEMPTS_MAX {
+                return Err(error);
+            }
+        }
+    }
+
+    fn read_once(&self, from: Offset, max_bytes: usize, upper_bound: Offset) -> Result<ReadResult> {
         let log_start = self.log_start_offset();
         let log_end = self.log_end_offset();
         let result = |records| ReadResult {
@@ -564,14 +616,19 @@ impl PartitionLog {
             reopened
         };
         keep.truncate_to(offset)?;
+        // The cut must be durable before the checkpoint and epoch cache say so: a divergent
+        // suffix must not reappear after a power cut.
+        keep.sync_data()?;
         let end = keep.next_offset();
         self.log_end.store(end.0, Ordering::Release);
         // Whole batches go, so the end can fall below a log start that lay inside the batch
         // holding `offset`; nothing is readable then, and the start comes down to the end.
-        for watermark in [&self.log_start, &self.high_watermark, &self.recovery_point] {
+        for watermark in [&self.log_start, &self.high_watermark] {
             watermark.fetch_min(end.0, Ordering::AcqRel);
         }
-        self.group_commit.truncate(end);
+        self.group_commit.truncate(end, || {
+            self.recovery_point.fetch_min(end.0, Ordering::AcqRel);
+        });
         if writer.epochs.truncate_from_end(end) {
             writer.epochs.persist()?;
         }
@@ -600,8 +657,10 @@ impl PartitionLog {
         }
         self.log_start.store(offset.0, Ordering::Release);
         self.high_watermark.fetch_max(offset.0, Ordering::AcqRel);
-        let outcome = self.delete_segments_below(&mut writer, offset)?;
+        let (outcome, doomed) = self.delete_segments_below(&mut writer, offset)?;
         self.debug_check_watermarks();
+        drop(writer);
+        self.delete_files(doomed)?;
         Ok(outcome)
     }
 
@@ -611,7 +670,7 @@ impl PartitionLog {
         &self,
         writer: &mut WriterState,
         offset: Offset,
-    ) -> Result<RetentionOutcome> {
+    ) -> Result<(RetentionOutcome, Vec<Arc<Segment>>)> {
         let doomed: Vec<Arc<Segment>> = {
             let segments = self.segments.read();
             let bases: Vec<Offset> = segments.keys().copied().collect();
@@ -626,7 +685,6 @@ impl PartitionLog {
             self.segments.write().remove(&segment.base_offset());
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += segment.size();
-            segment.delete()?;
         }
         let first_base = self
             .segments
@@ -642,7 +700,17 @@ impl PartitionLog {
             writer.epochs.persist()?;
         }
         self.write_checkpoint()?;
-        Ok(outcome)
+        Ok((outcome, doomed))
+    }
+
+    /// Deletes the files of segments already removed from the log, outside the writer lock:
+    /// unlinking a large file takes milliseconds that appends need not wait for. A crash
+    /// before it leaves segments below the checkpointed log start, which retention removes.
+    fn delete_files(&self, doomed: Vec<Arc<Segment>>) -> Result<()> {
+        for segment in doomed {
+            segment.delete()?;
+        }
+        Ok(())
     }
 
     /// Deletes sealed segments past the retention limits: by age (the segment's largest
@@ -662,10 +730,7 @@ impl PartitionLog {
             let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
             by_age = sealed
                 .iter()
-                .take_while(|s| {
-                    s.max_timestamp() != NO_TIMESTAMP
-                        && now.saturating_sub(s.max_timestamp()) > age_ms
-                })
+                .take_while(|s| now.saturating_sub(s.retention_timestamp()) > age_ms)
                 .count();
         }
         let mut by_size = 0;
@@ -687,7 +752,10 @@ impl PartitionLog {
         self.log_start.store(new_start.0, Ordering::Release);
         self.high_watermark.fetch_max(new_start.0, Ordering::AcqRel);
         self.recovery_point.fetch_max(new_start.0, Ordering::AcqRel);
-        let outcome = self.delete_segments_below(&mut writer, new_start)?;
+        let (outcome, doomed) = self.delete_segments_below(&mut writer, new_start)?;
+        self.debug_check_watermarks();
+        drop(writer);
+        self.delete_files(doomed)?;
         tracing::info!(
             dir = %self.dir.display(),
             segments = outcome.segments_deleted,
@@ -695,7 +763,6 @@ impl PartitionLog {
             log_start = new_start.0,
             "retention deleted segments"
         );
-        self.debug_check_watermarks();
         Ok(outcome)
     }
 
@@ -708,20 +775,30 @@ impl PartitionLog {
         if self.is_poisoned() {
             return Err(self.poisoned_error());
         }
-        self.flush_to(self.log_end_offset())
+        self.flush_to(FlushTarget::LogEnd)
     }
 
-    /// Syncs segments up to `end` and checkpoints. A failed sync poisons the log; a failed
-    /// checkpoint write does not (the data is safe, recovery just scans more).
-    fn flush_to(&self, end: Offset) -> Result<()> {
+    /// Syncs segments up to the target and checkpoints. A failed sync poisons the log; a
+    /// failed checkpoint write does not (the data is safe, recovery just scans more). A
+    /// truncation while syncing voids the result: the truncation checkpoints itself.
+    fn flush_to(&self, target: FlushTarget) -> Result<()> {
+        let generation = self.group_commit.generation();
+        let end = match target {
+            FlushTarget::LogEnd => self.log_end_offset(),
+            FlushTarget::SealedSegments => self.active_segment().base_offset(),
+        };
         for segment in self.segments_overlapping(self.recovery_point(), end) {
             segment.flush().inspect_err(|_| self.poison())?;
         }
-        self.group_commit.mark_durable(end);
-        self.recovery_point.fetch_max(end.0, Ordering::AcqRel);
+        let published = self.group_commit.publish(generation, end, || {
+            self.recovery_point.fetch_max(end.0, Ordering::AcqRel);
+        });
         self.last_flush_ms
             .store(self.clock.now_ms().max(0) as u64, Ordering::Release);
-        self.write_checkpoint()
+        if published {
+            self.write_checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Syncs only the sealed segments (all but the active one): what the `Os` policy makes
@@ -731,7 +808,7 @@ impl PartitionLog {
         if self.recovery_point() >= active_base || self.read_only {
             return Ok(());
         }
-        self.flush_to(active_base)
+        self.flush_to(FlushTarget::SealedSegments)
     }
 
     /// Runs whatever the flush policy asks for at time `now_ms`: called by the log manager's
@@ -771,9 +848,10 @@ impl PartitionLog {
             // Leave no marker: the next open must recover.
             return Err(self.poisoned_error());
         }
-        let end = self.log_end_offset();
-        self.flush_to(end)?;
+        // Hold the writer lock throughout, so no append lands after the final flush.
         let _writer = self.writer.lock();
+        let end = self.log_end_offset();
+        self.flush_to(FlushTarget::LogEnd)?;
         self.active_segment().close_clean()?;
         checkpoint::write_clean_shutdown_marker(&self.dir, end)?;
         // Another process may open the log from now on.

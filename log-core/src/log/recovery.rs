@@ -44,7 +44,14 @@ impl PartitionLog {
     ) -> Result<PartitionLog> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        let created = !dir.exists();
         fs::create_dir_all(&dir).map_err(|e| Error::io("create log directory", &dir, e))?;
+        if created {
+            // The directory entry must be durable before anything in it is acknowledged.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsio::sync_dir(parent)?;
+            }
+        }
         let lock = DirLock::acquire(&dir)?;
         remove_stray_files(&dir)?;
         let clean = checkpoint::take_clean_shutdown_marker(&dir)?;
@@ -129,8 +136,8 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
         if let Err(error) = segment.check_indexes() {
             tracing::warn!(%error, "rebuilding index");
             let segment = Segment::open(dir, *base, segment_config, true)?;
-            segment.recover()?;
             if next_base.is_some() {
+                segment.rebuild_indexes()?;
                 segment.seal()?;
                 segments.push(Segment::open(dir, *base, segment_config, false)?);
                 segments
@@ -138,6 +145,7 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
                     .expect("just pushed")
                     .set_sealed_next_offset(next_base.unwrap_or_default());
             } else {
+                segment.recover()?;
                 segments.push(segment);
             }
             continue;
@@ -167,7 +175,7 @@ fn recover_unclean(
         if segment.check_indexes().is_err() {
             tracing::warn!(segment = %segment.path().display(), "rebuilding damaged index");
             let repaired = Segment::open(dir, *base, segment_config, true)?;
-            repaired.recover()?;
+            repaired.rebuild_indexes()?;
             repaired.seal()?;
         }
         segments.push(Segment::open(dir, *base, segment_config, false)?);

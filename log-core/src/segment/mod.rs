@@ -40,6 +40,13 @@ pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// segments at `i32::MAX` bytes.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 
+/// The largest batch a segment holds: what one append may carry. Scans treat a larger length
+/// field as damage.
+pub const BATCH_BYTES_STORED_MAX: usize = 256 << 20;
+
+/// The most a preallocation can reach past the data: one chunk plus the largest append.
+const APPEND_SLACK_BYTES: u64 = BATCH_BYTES_STORED_MAX as u64;
+
 /// Settings a segment needs from its log.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentConfig {
@@ -62,7 +69,11 @@ pub fn parse_file_name(name: &str, suffix: &str) -> Option<Offset> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    stem.parse().ok().map(Offset)
+    // Offsets are i64 in the batch format: a larger base is not a segment this log wrote.
+    stem.parse::<u64>()
+        .ok()
+        .filter(|base| *base <= i64::MAX as u64)
+        .map(Offset)
 }
 
 /// What recovery found in a segment.
@@ -231,6 +242,23 @@ impl Segment {
     /// The largest record timestamp in the segment, or -1.
     pub fn max_timestamp(&self) -> TimestampMs {
         self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// The time retention judges the segment by: its largest record timestamp, or, when its
+    /// batches carry none, when its file was last written (as Kafka does for old formats).
+    pub fn retention_timestamp(&self) -> TimestampMs {
+        let max = self.max_timestamp();
+        if max != NO_TIMESTAMP {
+            return max;
+        }
+        self.file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(TimestampMs::MAX, |d| {
+                i64::try_from(d.as_millis()).unwrap_or(TimestampMs::MAX)
+            })
     }
 
     /// When the segment started: its first batch's timestamp, else `NO_TIMESTAMP`.
@@ -409,6 +437,16 @@ impl Segment {
     /// Scans every batch, validating bounds, CRC and offset order, rebuilds both indexes, and
     /// cuts the file after the last valid batch. Never fails on bad data, only on I/O.
     pub fn recover(&self) -> Result<RecoveryOutcome> {
+        self.scan_and_index(true)
+    }
+
+    /// Rebuilds the indexes of a sealed segment without cutting anything: later segments
+    /// depend on its data, so damage is left for reads and `verify` to report, never cut.
+    pub fn rebuild_indexes(&self) -> Result<RecoveryOutcome> {
+        self.scan_and_index(false)
+    }
+
+    fn scan_and_index(&self, cut_invalid_tail: bool) -> Result<RecoveryOutcome> {
         let mut indexes = self.indexes.lock();
         indexes.offset.clear();
         indexes.time.clear();
@@ -452,21 +490,20 @@ impl Segment {
             self.max_timestamp.store(max_timestamp, Ordering::Release);
             indexes.offset.reserve(1)?;
             indexes.time.reserve(1)?;
-            if !self.index_batch(&mut indexes, scanned.position, &prefix) {
-                // Only a segment holding more than 2^31 offsets fills its index this way.
-                stopped_at = Some((
-                    scanned.position,
-                    BatchError::OffsetOutOfOrder {
-                        found: prefix.base_offset,
-                        expected: next.0,
-                    },
-                ));
-                break;
-            }
+            self.index_batch(&mut indexes, scanned.position, &prefix);
             next = prefix.last_offset().plus(1);
             valid_bytes = scanned.position + prefix.batch_size as u64;
         }
         let truncated_bytes = size - valid_bytes;
+        if !cut_invalid_tail {
+            self.max_timestamp.store(max_timestamp, Ordering::Release);
+            return Ok(RecoveryOutcome {
+                valid_bytes,
+                truncated_bytes: 0,
+                next_offset: next,
+                stopped_at,
+            });
+        }
         if truncated_bytes > 0 {
             self.file
                 .set_len(valid_bytes)
@@ -475,7 +512,9 @@ impl Segment {
         }
         self.max_timestamp.store(max_timestamp, Ordering::Release);
         self.next_offset.store(next.0, Ordering::Release);
-        indexes.preallocated_to = valid_bytes;
+        // Give back space preallocated past the data before the crash.
+        indexes.preallocated_to = valid_bytes + self.config.preallocate_bytes + APPEND_SLACK_BYTES;
+        self.release_preallocation(&mut indexes)?;
         Ok(RecoveryOutcome {
             valid_bytes,
             truncated_bytes,
@@ -484,32 +523,31 @@ impl Segment {
         })
     }
 
-    /// Adds index entries for a batch about to sit at `position`. False if an index is full.
-    fn index_batch(&self, indexes: &mut Indexes, position: u64, prefix: &BatchPrefix) -> bool {
+    /// Adds index entries for a batch about to sit at `position`, when an index interval has
+    /// passed. The indexes are sparse and derived: an entry that cannot be added (index full,
+    /// offset or position out of the entry's range) is skipped, never an error; lookups then
+    /// scan a little further and the log rolls at the next append.
+    fn index_batch(&self, indexes: &mut Indexes, position: u64, prefix: &BatchPrefix) {
         if indexes.bytes_since_entry > self.config.index_interval_bytes {
-            let Some(relative) = prefix.base_offset().relative_to(self.base_offset) else {
-                return false;
-            };
-            if !indexes.offset.append(relative, FilePosition(position)) {
-                return false;
-            }
-            let max_ts = self.max_timestamp();
-            if let Some(relative_max) = indexes
-                .offset_of_max_timestamp
-                .relative_to(self.base_offset)
-            {
-                if !indexes.time.maybe_append(max_ts, relative_max) {
-                    return false;
+            let relative = prefix.base_offset().relative_to(self.base_offset);
+            let added = relative.is_some_and(|r| indexes.offset.append(r, FilePosition(position)));
+            if added {
+                let max_ts = self.max_timestamp();
+                if let Some(relative_max) = indexes
+                    .offset_of_max_timestamp
+                    .relative_to(self.base_offset)
+                {
+                    indexes.time.maybe_append(max_ts, relative_max);
                 }
+                indexes.bytes_since_entry = 0;
             }
-            indexes.bytes_since_entry = 0;
         }
         indexes.bytes_since_entry += prefix.batch_size as u64;
-        true
     }
 
     /// Appends validated batches whose offsets continue this segment. Called by the log's
-    /// single writer. On failure nothing becomes visible and the file is cut back.
+    /// single writer. On failure nothing becomes visible and the file is cut back. The index
+    /// lock is not held during the write, so readers' lookups never wait for it.
     pub fn append(&self, bytes: &[u8]) -> Result<()> {
         let position = self.size();
         let end = position + bytes.len() as u64;
@@ -517,21 +555,23 @@ impl Segment {
             end <= SEGMENT_BYTES_MAX,
             "the log rolls before a segment outgrows its positions"
         );
-        let mut indexes = self.indexes.lock();
-        // Each batch may add one entry to each index: claim their disk space first, so a full
-        // disk fails the append here rather than as a SIGBUS when the entry is written.
-        let batches = count_batches(bytes);
-        indexes.offset.reserve(batches)?;
-        indexes.time.reserve(batches)?;
-        if self.config.preallocate_bytes > 0 && end > indexes.preallocated_to {
-            let len = self
-                .config
-                .preallocate_bytes
-                .max(end - indexes.preallocated_to);
-            // A failure (typically a full disk) is not fatal here: the write below reports
-            // whether the bytes really fit.
-            if fsio::preallocate(&self.file, indexes.preallocated_to, len).is_ok() {
-                indexes.preallocated_to += len;
+        {
+            let mut indexes = self.indexes.lock();
+            // Each batch may add one entry to each index: claim their disk space first, so a
+            // full disk fails the append here rather than as a SIGBUS when the entry is written.
+            let batches = count_batches(bytes);
+            indexes.offset.reserve(batches)?;
+            indexes.time.reserve(batches)?;
+            if self.config.preallocate_bytes > 0 && end > indexes.preallocated_to {
+                let len = self
+                    .config
+                    .preallocate_bytes
+                    .max(end - indexes.preallocated_to);
+                // A failure (typically a full disk) is not fatal here: the write below reports
+                // whether the bytes really fit.
+                if fsio::preallocate(&self.file, indexes.preallocated_to, len).is_ok() {
+                    indexes.preallocated_to += len;
+                }
             }
         }
         if let Err(error) = self.file.write_all_at(bytes, position) {
@@ -540,9 +580,10 @@ impl Segment {
             self.file
                 .set_len(position)
                 .map_err(|e| Error::io("truncate segment after failed write", &self.log_path, e))?;
-            indexes.preallocated_to = position;
+            self.indexes.lock().preallocated_to = position;
             return Err(error);
         }
+        let mut indexes = self.indexes.lock();
         let mut at = 0usize;
         let mut next = self.next_offset();
         let mut max_timestamp = self.max_timestamp();
@@ -558,8 +599,7 @@ impl Segment {
                 indexes.offset_of_max_timestamp = prefix.last_offset();
                 self.max_timestamp.store(max_timestamp, Ordering::Release);
             }
-            let indexed = self.index_batch(&mut indexes, position + at as u64, &prefix);
-            debug_assert!(indexed, "the log rolls before the indexes fill");
+            self.index_batch(&mut indexes, position + at as u64, &prefix);
             next = prefix.last_offset().plus(1);
             at += prefix.batch_size;
         }
@@ -629,7 +669,7 @@ impl Segment {
         let first =
             BatchHeader::parse_prefix(&buf).map_err(|reason| self.corrupt(position, reason))?;
         if first.batch_size > buf.len() {
-            if first.batch_size as u64 > available {
+            if first.batch_size as u64 > available || first.batch_size > BATCH_BYTES_STORED_MAX {
                 return Err(self.corrupt(
                     position,
                     BatchError::Truncated {

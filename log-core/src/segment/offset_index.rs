@@ -91,7 +91,10 @@ impl OffsetIndex {
         debug_assert!(self
             .last()
             .is_none_or(|(r, p)| relative > r && position > p));
-        let position = u32::try_from(position.0).expect("segment positions fit u32");
+        let Ok(position) = u32::try_from(position.0) else {
+            // Only a damaged or foreign file outgrows 4 GiB; its tail goes unindexed.
+            return false;
+        };
         let mut entry = [0u8; OFFSET_ENTRY_BYTES];
         entry[..4].copy_from_slice(&relative.0.to_be_bytes());
         entry[4..].copy_from_slice(&position.to_be_bytes());

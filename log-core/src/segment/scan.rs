@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::BATCH_BYTES_STORED_MAX;
 use crate::batch::{self, BatchHeader, BatchPrefix, BATCH_HEADER_BYTES};
 use crate::error::{BatchError, Error, Result};
 
@@ -119,6 +120,13 @@ impl<'a> Scanner<'a> {
             BatchHeader::parse_prefix(&self.buf[at..at + buffered.min(BATCH_HEADER_BYTES)])
                 .map_err(invalid)?;
         let size = prefix.batch_size;
+        if size > BATCH_BYTES_STORED_MAX {
+            // No append stores a batch this large: a damaged length field must not make a
+            // scan allocate gigabytes.
+            return Err(invalid(BatchError::LengthOutOfBounds {
+                length: size as i32,
+            }));
+        }
         if size as u64 > self.end - position {
             return Err(invalid(BatchError::Truncated {
                 needed: size,
