@@ -611,7 +611,7 @@ impl Segment {
     /// The first batch whose last offset is `>= offset`, with its position; `None` if every
     /// batch ends before `offset`.
     pub fn find(&self, offset: Offset) -> Result<Option<(u64, BatchPrefix)>> {
-        let (mut expected, start) = match offset.relative_to(self.base_offset) {
+        let (expected, start) = match offset.relative_to(self.base_offset) {
             Some(relative) => self
                 .indexes
                 .lock()
@@ -623,6 +623,23 @@ impl Segment {
             None if offset < self.base_offset => (self.base_offset, 0),
             None => return Ok(None),
         };
+        match self.find_from(offset, expected, start) {
+            // An index entry that points nowhere sensible (a damaged index that still looked
+            // ordered) must not make intact data unreadable: scan from the start instead.
+            Err(_) if start > 0 => {
+                tracing::warn!(segment = %self.log_path.display(), "offset index entry is wrong; scanning");
+                self.find_from(offset, self.base_offset, 0)
+            }
+            result => result,
+        }
+    }
+
+    fn find_from(
+        &self,
+        offset: Offset,
+        mut expected: Offset,
+        start: u64,
+    ) -> Result<Option<(u64, BatchPrefix)>> {
         let size = self.size();
         for scanned in Scanner::new(&self.file, &self.log_path, start, size, false) {
             let scanned = scanned.map_err(|stop| self.stop_error(stop))?;
