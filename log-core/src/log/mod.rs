@@ -37,7 +37,7 @@ use crate::batch::{self, BatchHeader};
 use crate::clock::Clock;
 use crate::error::{BatchError, Error, Result};
 use crate::fsio::{self, DirLock};
-use crate::segment::{Damage, Segment};
+use crate::segment::{Access, Damage, Segment};
 use crate::types::{LeaderEpoch, Offset, TimestampMs, NO_TIMESTAMP, RELATIVE_OFFSET_MAX};
 
 /// Reads retried when a truncation raced them, before reporting the error.
@@ -599,17 +599,20 @@ impl PartitionLog {
             segment.delete()?;
         }
         // A sealed segment has read-only indexes: reopen it for writing to make it active.
+        // Its index files are replaced, not reused: readers may still hold the old ones
+        // mapped, and a mapping must never see its file shrink.
         let keep = if keep.is_writable() {
             keep
         } else {
+            keep.delete_indexes()?;
             let reopened = Arc::new(Segment::open(
                 &self.dir,
                 keep.base_offset(),
                 self.config.segment_config(),
-                true,
+                Access::Write,
             )?);
+            reopened.rebuild_indexes()?;
             reopened.set_sealed_next_offset(keep.next_offset());
-            reopened.load_tail()?;
             self.segments
                 .write()
                 .insert(reopened.base_offset(), Arc::clone(&reopened));

@@ -20,7 +20,7 @@ use super::recovery::list_segments;
 use super::{LogConfig, PartitionLog, WriterState};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
-use crate::segment::Segment;
+use crate::segment::{Access, Segment};
 use crate::types::Offset;
 
 impl PartitionLog {
@@ -76,16 +76,17 @@ impl PartitionLog {
             match segments.get(base) {
                 Some(segment) => segment.catch_up()?,
                 None => {
-                    let segment = match Segment::open(&self.dir, *base, segment_config, false) {
-                        Ok(segment) => segment,
-                        // Deleted between listing and opening.
-                        Err(Error::Io { cause, .. })
-                            if cause.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            continue
-                        }
-                        Err(error) => return Err(error),
-                    };
+                    let segment =
+                        match Segment::open(&self.dir, *base, segment_config, Access::Follow) {
+                            Ok(segment) => segment,
+                            // Deleted between listing and opening.
+                            Err(Error::Io { cause, .. })
+                                if cause.kind() == std::io::ErrorKind::NotFound =>
+                            {
+                                continue
+                            }
+                            Err(error) => return Err(error),
+                        };
                     segment.reset_for_follow()?;
                     if next_base.is_some() && segment.check_indexes().is_err() {
                         segment.forget_index();

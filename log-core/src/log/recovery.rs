@@ -24,7 +24,7 @@ use super::{LogConfig, PartitionLog, WriterState};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::fsio::{self, DirLock};
-use crate::segment::{self, Segment, LOG_SUFFIX};
+use crate::segment::{self, Access, Segment, LOG_SUFFIX};
 use crate::types::Offset;
 
 /// Suffixes of files left behind by an interrupted write or delete.
@@ -123,7 +123,16 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
     let mut segments = Vec::with_capacity(bases.len());
     for (i, base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
-        let segment = Segment::open(dir, *base, segment_config, next_base.is_none())?;
+        let segment = Segment::open(
+            dir,
+            *base,
+            segment_config,
+            if next_base.is_none() {
+                Access::Write
+            } else {
+                Access::Read
+            },
+        )?;
         match next_base {
             Some(next) => segment.set_sealed_next_offset(next),
             None => {
@@ -135,11 +144,11 @@ fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Se
         }
         if let Err(error) = segment.check_indexes() {
             tracing::warn!(%error, "rebuilding index");
-            let segment = Segment::open(dir, *base, segment_config, true)?;
+            let segment = Segment::open(dir, *base, segment_config, Access::Write)?;
             if next_base.is_some() {
                 segment.rebuild_indexes()?;
                 segment.seal()?;
-                segments.push(Segment::open(dir, *base, segment_config, false)?);
+                segments.push(Segment::open(dir, *base, segment_config, Access::Read)?);
                 segments
                     .last()
                     .expect("just pushed")
@@ -170,15 +179,15 @@ fn recover_unclean(
         .unwrap_or(0);
     let mut segments = Vec::with_capacity(bases.len());
     for (i, base) in bases[..first_unflushed].iter().enumerate() {
-        let segment = Segment::open(dir, *base, segment_config, false)?;
+        let segment = Segment::open(dir, *base, segment_config, Access::Read)?;
         segment.set_sealed_next_offset(bases[i + 1]);
         if segment.check_indexes().is_err() {
             tracing::warn!(segment = %segment.path().display(), "rebuilding damaged index");
-            let repaired = Segment::open(dir, *base, segment_config, true)?;
+            let repaired = Segment::open(dir, *base, segment_config, Access::Write)?;
             repaired.rebuild_indexes()?;
             repaired.seal()?;
         }
-        segments.push(Segment::open(dir, *base, segment_config, false)?);
+        segments.push(Segment::open(dir, *base, segment_config, Access::Read)?);
         segments
             .last()
             .expect("just pushed")
@@ -190,11 +199,11 @@ fn recover_unclean(
     for (i, base) in unflushed.iter().enumerate() {
         if dropping || expected.is_some_and(|e| e != *base) {
             tracing::warn!(base = base.0, expected = ?expected, "deleting segment after the log's recovered end");
-            Segment::open(dir, *base, segment_config, true)?.delete()?;
+            Segment::open(dir, *base, segment_config, Access::Write)?.delete()?;
             dropping = true;
             continue;
         }
-        let segment = Segment::open(dir, *base, segment_config, true)?;
+        let segment = Segment::open(dir, *base, segment_config, Access::Write)?;
         let outcome = segment.recover()?;
         if outcome.truncated_bytes > 0 {
             let reason = outcome
@@ -217,7 +226,7 @@ fn recover_unclean(
             segments.push(segment);
         } else {
             segment.seal()?;
-            let sealed = Segment::open(dir, *base, segment_config, false)?;
+            let sealed = Segment::open(dir, *base, segment_config, Access::Read)?;
             sealed.set_sealed_next_offset(next);
             segments.push(sealed);
         }
@@ -229,7 +238,7 @@ fn recover_unclean(
     let last = segments.len() - 1;
     if !segments[last].is_writable() {
         let base = segments[last].base_offset();
-        let segment = Segment::open(dir, base, segment_config, true)?;
+        let segment = Segment::open(dir, base, segment_config, Access::Write)?;
         segment.load_tail()?;
         segments[last] = segment;
     }

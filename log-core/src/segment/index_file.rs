@@ -15,7 +15,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
+
+use super::Access;
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -26,7 +28,13 @@ pub(crate) const INDEX_RESERVE_BYTES: usize = 64 << 10;
 
 #[derive(Debug)]
 enum Backing {
+    /// An active segment's index: mapped for writing, preallocated.
     Mapped { file: File, map: MmapMut },
+    /// A sealed segment's index in a log this process owns: mapped read-only, so retained
+    /// data costs page cache, not heap.
+    Sealed(Mmap),
+    /// A private copy: for logs followed while another process writes them (it may trim the
+    /// file under a mapping).
     Owned(Vec<u8>),
 }
 
@@ -89,23 +97,70 @@ impl IndexFile {
         })
     }
 
-    /// Reads an index without writing to it. A missing file reads as empty.
-    pub(crate) fn open_read_only(path: &Path, entry_bytes: usize) -> Result<IndexFile> {
-        let mut bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read index", path, e)),
+    /// Opens an index as `access` asks: [`Access::Write`] as in `open_writable`, otherwise
+    /// without writing to it (a missing file reads as empty).
+    pub(crate) fn open(
+        path: &Path,
+        entry_bytes: usize,
+        max_bytes: usize,
+        access: Access,
+    ) -> Result<IndexFile> {
+        match access {
+            Access::Write => Self::open_writable(path, entry_bytes, max_bytes),
+            Access::Read => Self::open_sealed(path, entry_bytes),
+            Access::Follow => Self::open_copy(path, entry_bytes),
+        }
+    }
+
+    fn open_sealed(path: &Path, entry_bytes: usize) -> Result<IndexFile> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::owned(path, entry_bytes, Vec::new()))
+            }
+            Err(e) => return Err(Error::io("open index", path, e)),
         };
-        bytes.truncate(bytes.len() - bytes.len() % entry_bytes);
-        let entries = bytes.len() / entry_bytes;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat index", path, e))?
+            .len();
+        if len == 0 {
+            return Ok(Self::owned(path, entry_bytes, Vec::new()));
+        }
+        // SAFETY: the log holds its directory lock; a sealed index is never written or
+        // shrunk again while mapped (truncation reopens the segment for writing first).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap index", path, e))?;
+        let entries = map.len() / entry_bytes;
         Ok(IndexFile {
             path: path.to_path_buf(),
             entry_bytes,
             max_entries: entries,
             entries,
             reserved_bytes: 0,
-            backing: Backing::Owned(bytes),
+            backing: Backing::Sealed(map),
         })
+    }
+
+    fn open_copy(path: &Path, entry_bytes: usize) -> Result<IndexFile> {
+        let mut bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io("read index", path, e)),
+        };
+        bytes.truncate(bytes.len() - bytes.len() % entry_bytes);
+        Ok(Self::owned(path, entry_bytes, bytes))
+    }
+
+    fn owned(path: &Path, entry_bytes: usize, bytes: Vec<u8>) -> IndexFile {
+        let entries = bytes.len() / entry_bytes;
+        IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            max_entries: entries,
+            entries,
+            reserved_bytes: 0,
+            backing: Backing::Owned(bytes),
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -127,6 +182,7 @@ impl IndexFile {
     fn bytes(&self) -> &[u8] {
         match &self.backing {
             Backing::Mapped { map, .. } => map,
+            Backing::Sealed(map) => map,
             Backing::Owned(bytes) => bytes,
         }
     }
@@ -146,7 +202,7 @@ impl IndexFile {
         let at = self.entries * self.entry_bytes;
         match &mut self.backing {
             Backing::Mapped { map, .. } => map[at..at + self.entry_bytes].copy_from_slice(entry),
-            Backing::Owned(_) => return false,
+            Backing::Sealed(_) | Backing::Owned(_) => return false,
         }
         self.entries += 1;
         true
@@ -196,13 +252,20 @@ impl IndexFile {
         map.flush()
             .map_err(|e| Error::io("msync index", &self.path, e))?;
         let used = self.entries * self.entry_bytes;
-        let copy = map[..used].to_vec();
         file.set_len(used as u64)
             .map_err(|e| Error::io("trim index", &self.path, e))?;
         file.sync_all()
             .map_err(|e| Error::io("fsync index", &self.path, e))?;
+        let sealed = if used == 0 {
+            Backing::Owned(Vec::new())
+        } else {
+            // SAFETY: as in `open_sealed`: nothing writes or shrinks a sealed index.
+            Backing::Sealed(
+                unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap index", &self.path, e))?,
+            )
+        };
         self.max_entries = self.entries;
-        self.backing = Backing::Owned(copy);
+        self.backing = sealed;
         Ok(())
     }
 }

@@ -47,6 +47,17 @@ pub const BATCH_BYTES_STORED_MAX: usize = 256 << 20;
 /// The most a preallocation can reach past the data: one chunk plus the largest append.
 const APPEND_SLACK_BYTES: u64 = BATCH_BYTES_STORED_MAX as u64;
 
+/// How a segment is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The active segment (or one being recovered): appends and index rebuilds.
+    Write,
+    /// A sealed segment of a log this process owns: indexes mapped read-only.
+    Read,
+    /// A segment of a log another process writes: nothing mapped, nothing written.
+    Follow,
+}
+
 /// Settings a segment needs from its log.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentConfig {
@@ -158,7 +169,7 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(|e| Error::io("create segment", &log_path, e))?;
-        Self::with_file(dir, base_offset, file, log_path, config, true)
+        Self::with_file(dir, base_offset, file, log_path, config, Access::Write)
     }
 
     /// Opens an existing segment. Its indexes are loaded but not trusted: the caller either
@@ -167,17 +178,17 @@ impl Segment {
         dir: &Path,
         base_offset: Offset,
         config: SegmentConfig,
-        writable: bool,
+        access: Access,
     ) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let file = OpenOptions::new()
             .read(true)
-            .write(writable)
+            .write(access == Access::Write)
             .open(&log_path)
             .map_err(|e| Error::io("open segment", &log_path, e))?;
         // Look before opening the indexes: opening for writing creates and resizes them.
         let index_file_damage = index_file_damage(dir, base_offset);
-        let mut segment = Self::with_file(dir, base_offset, file, log_path, config, writable)?;
+        let mut segment = Self::with_file(dir, base_offset, file, log_path, config, access)?;
         segment.index_file_damage = index_file_damage;
         Ok(segment)
     }
@@ -188,7 +199,7 @@ impl Segment {
         file: File,
         log_path: PathBuf,
         config: SegmentConfig,
-        writable: bool,
+        access: Access,
     ) -> Result<Segment> {
         let size = file
             .metadata()
@@ -196,8 +207,8 @@ impl Segment {
             .len();
         let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
         let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
-        let offset = OffsetIndex::open(&index_path, config.index_max_bytes, writable)?;
-        let time = TimeIndex::open(&time_index_path, config.index_max_bytes, writable)?;
+        let offset = OffsetIndex::open(&index_path, config.index_max_bytes, access)?;
+        let time = TimeIndex::open(&time_index_path, config.index_max_bytes, access)?;
         let max_timestamp = time.last().map_or(NO_TIMESTAMP, |(t, _)| t);
         Ok(Segment {
             base_offset,
@@ -895,6 +906,12 @@ impl Segment {
             indexes.preallocated_to = size;
         }
         Ok(())
+    }
+
+    /// Deletes the index files (readers that mapped them keep their copy until they let go).
+    pub fn delete_indexes(&self) -> Result<()> {
+        remove_if_exists(&self.index_path)?;
+        remove_if_exists(&self.time_index_path)
     }
 
     /// Deletes the segment's files.

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use super::index_file::IndexFile;
+use super::Access;
 use crate::error::{Error, Result};
 use crate::types::{FilePosition, RelativeOffset};
 
@@ -21,13 +22,10 @@ pub(crate) struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(path: &Path, max_bytes: usize, writable: bool) -> Result<OffsetIndex> {
-        let file = if writable {
-            IndexFile::open_writable(path, OFFSET_ENTRY_BYTES, max_bytes)?
-        } else {
-            IndexFile::open_read_only(path, OFFSET_ENTRY_BYTES)?
-        };
-        Ok(OffsetIndex { file })
+    pub(crate) fn open(path: &Path, max_bytes: usize, access: Access) -> Result<OffsetIndex> {
+        Ok(OffsetIndex {
+            file: IndexFile::open(path, OFFSET_ENTRY_BYTES, max_bytes, access)?,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use super::index_file::IndexFile;
+use super::Access;
 use crate::error::{Error, Result};
 use crate::types::{RelativeOffset, TimestampMs};
 
@@ -22,13 +23,10 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    pub(crate) fn open(path: &Path, max_bytes: usize, writable: bool) -> Result<TimeIndex> {
-        let file = if writable {
-            IndexFile::open_writable(path, TIME_ENTRY_BYTES, max_bytes)?
-        } else {
-            IndexFile::open_read_only(path, TIME_ENTRY_BYTES)?
-        };
-        Ok(TimeIndex { file })
+    pub(crate) fn open(path: &Path, max_bytes: usize, access: Access) -> Result<TimeIndex> {
+        Ok(TimeIndex {
+            file: IndexFile::open(path, TIME_ENTRY_BYTES, max_bytes, access)?,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
