@@ -1,30 +1,41 @@
 //! Throughput benchmarks of the partition log: appends, batch building, sequential reads and
 //! recovery, each printed as a table row and a JSON line beside the machine's own limits.
+//! docs/BENCHMARKS.md records a run and what it means.
 //!
 //! ```text
 //! scripts/machine-limits                 # fio: disk write/read limits -> target/machine-limits.json
-//! cargo bench -p log-core                # every scenario, about 4 minutes
-//! cargo bench -p log-core -- --quick     # smaller budgets, about 1 minute
-//! cargo bench -p log-core -- append/1MiB recovery   # only scenarios whose name contains a filter
+//! cargo bench -p log-core                # every scenario, about 3.5 minutes
+//! cargo bench -p log-core --bench log_throughput -- --quick   # smaller budgets, under a minute
+//! cargo bench -p log-core -- append/1MiB recovery/  # scenarios whose name contains a filter
 //! ```
 //!
+//! Flags must go to this target alone (`--bench log_throughput`): the library's own bench
+//! harness rejects `--quick`. `RUNNEL_BENCH_QUICK=1` does the same from any command line.
+//!
 //! Without `--bench` (which `cargo bench` passes, and `cargo test --all-targets` does not) the
-//! binary runs every scenario on a few MiB in a temporary directory, as a smoke test that ends
-//! in about a second even unoptimised.
+//! binary runs [`SMOKE_SCENARIOS`] on a few MiB in a temporary directory: a smoke test of the
+//! bench code that ends in about a second even unoptimised, and measures nothing.
 //!
 //! Environment: `RUNNEL_BENCH_DIR` (default `/var/tmp/runnel-bench`; fio's files go there too,
 //! and it must not be tmpfs), `RUNNEL_LIMITS` (default `target/machine-limits.json`),
 //! `RUNNEL_BENCH_JSON` (default `target/log-throughput.jsonl`). Figures are in decimal units
 //! (1 MB = 10^6 bytes) like fio's; batch sizes in binary ones (16 KiB, 1 MiB).
 //!
-//! Every scenario works in its own directory, which is deleted (and `sync` called) before the
-//! next one starts, so no scenario inherits another's dirty pages: the kernel throttles
-//! writers above about 4.5 GiB of dirty pages on this machine, and no budget reaches that.
+//! Every scenario works in its own directory, deleted (and `sync` called) before the next one
+//! starts, so no scenario inherits another's dirty pages: the kernel throttles writers above
+//! about 4.5 GiB of dirty pages on this machine, and no budget reaches that. Before each
+//! scenario the memory it will write into is warmed ([`machine::warm_memory`]), because on this
+//! project's virtual machines a write into memory the host has taken back costs several times
+//! the copy itself.
 
+#[path = "log_throughput/ab.rs"]
+mod ab;
 #[path = "log_throughput/append.rs"]
 mod append;
 #[path = "log_throughput/machine.rs"]
 mod machine;
+#[path = "log_throughput/raw.rs"]
+mod raw;
 #[path = "log_throughput/read.rs"]
 mod read;
 #[path = "log_throughput/report.rs"]
@@ -40,7 +51,9 @@ use std::time::{Duration, Instant};
 use log_core::Compression;
 use serde_json::json;
 
+use ab::AbSpec;
 use append::{AppendSpec, Budget, Policy};
+use raw::RawSync;
 use read::{CacheState, ReadPlan};
 use report::{Limits, Measurement};
 use workload::RecordPool;
@@ -55,11 +68,17 @@ const CODECS: [Compression; 3] = [Compression::None, Compression::Lz4, Compressi
 /// Concurrent writers in the multi-writer `EveryWrite` scenarios.
 const WRITERS_CONCURRENT: usize = 4;
 const BENCH_DIR_DEFAULT: &str = "/var/tmp/runnel-bench";
+/// Most memory warmed before one scenario: its largest write plus a margin, well below the
+/// machine's 24 GiB; the scratch file is deleted before most of it is written back.
+const WARM_BYTES_MAX: u64 = 5 * GIB;
+const WARM_BYTES_MARGIN: u64 = GIB / 4;
 /// What the smoke run (`cargo test`) exercises: one scenario of each kind and code path, so it
 /// stays around a second in an unoptimised build.
 const SMOKE_SCENARIOS: &[&str] = &[
     "limit/",
     "component/",
+    "raw/16KiB",
+    "ab/16KiB/os",
     "build/16KiB/lz4",
     "append/16KiB/os/none/1w",
     "append/16KiB/interval-1s/zstd/1w",
@@ -157,6 +176,7 @@ fn parse_args() -> Args {
             filter => filters.push(filter.to_string()),
         }
     }
+    quick |= std::env::var_os("RUNNEL_BENCH_QUICK").is_some_and(|v| v == "1");
     let mode = match (bench, quick) {
         (false, _) => Mode::Smoke,
         (true, true) => Mode::Quick,
@@ -183,11 +203,18 @@ impl Run {
         self.args.filters.is_empty() || self.args.filters.iter().any(|f| name.contains(f.as_str()))
     }
 
-    /// A fresh, empty directory for the next scenario.
-    fn scenario_dir(&mut self) -> BenchResult<PathBuf> {
+    /// A fresh, empty directory for the next scenario, which will write about `warm_bytes`
+    /// into the page cache: outside the smoke run, that much memory is warmed first.
+    fn scenario_dir(&mut self, warm_bytes: u64) -> BenchResult<PathBuf> {
         self.scenario += 1;
         let dir = self.dir.join(format!("scenario-{:03}", self.scenario));
         machine::remove_dir(&dir)?;
+        if self.args.mode != Mode::Smoke {
+            machine::warm_memory(
+                &self.dir,
+                warm_bytes.min(WARM_BYTES_MAX) + WARM_BYTES_MARGIN,
+            )?;
+        }
         Ok(dir)
     }
 
@@ -201,8 +228,10 @@ impl Run {
     }
 
     fn push(&mut self, m: Measurement) {
-        if let (Some("limit/memcpy"), rate) = (Some(m.name.as_str()), m.stored_bytes_per_s()) {
-            self.limits.bytes_per_s.insert("limit/memcpy".into(), rate);
+        // Measurements that later ones are compared with.
+        if m.group == "limit" || (m.group == "ab" && m.name.ends_with("/raw")) {
+            let rate = m.stored_bytes_per_s();
+            self.limits.bytes_per_s.insert(m.name.clone(), rate);
         }
         println!("{}", report::table_row(&m, &self.limits));
         self.results.push(m);
@@ -257,6 +286,8 @@ fn main() -> BenchResult<()> {
     println!("{}", report::TABLE_HEADER);
     run_limits(&mut run);
     run_builds(&mut run);
+    run_raw(&mut run)?;
+    run_ab(&mut run)?;
     run_appends(&mut run)?;
     run_reads(&mut run)?;
     run_recoveries(&mut run)?;
@@ -269,6 +300,10 @@ fn run_limits(run: &mut Run) {
     // Always measured: the read and recovery ratios need it.
     let m = machine::memcpy(run.sizes.memcpy_buffer_bytes, run.sizes.limit_time);
     run.push(m);
+    if run.selected("limit/first-touch") {
+        let m = machine::first_touch(run.sizes.memcpy_buffer_bytes * 4);
+        run.push(m);
+    }
     if run.selected("component/crc32c") {
         let m = machine::crc32c(run.sizes.memcpy_buffer_bytes, run.sizes.limit_time);
         run.push(m);
@@ -323,6 +358,58 @@ fn append_specs() -> Vec<AppendSpec> {
     specs
 }
 
+fn run_raw(run: &mut Run) -> BenchResult<()> {
+    let plans = [
+        (RawSync::PreallocateEndFsync, MIB, run.sizes.append_large),
+        (RawSync::FdatasyncEach, MIB, run.sizes.every_write),
+        (RawSync::FdatasyncEach, 16 * KIB, run.sizes.every_write),
+    ];
+    for (sync, block_bytes, budget) in plans {
+        if !run.selected(&sync.name(block_bytes)) {
+            continue;
+        }
+        let dir = run.scenario_dir(budget.logical_bytes)?;
+        let m = raw::write(sync, block_bytes, budget, &dir)?;
+        run.clean(&dir)?;
+        run.push(m);
+    }
+    Ok(())
+}
+
+fn run_ab(run: &mut Run) -> BenchResult<()> {
+    let half = |b: Budget| Budget {
+        logical_bytes: b.logical_bytes / 2,
+        time: b.time,
+    };
+    let plans = [
+        (MIB, false, 64 * MIB as u64, half(run.sizes.append_large)),
+        (
+            16 * KIB,
+            false,
+            16 * MIB as u64,
+            half(run.sizes.append_small),
+        ),
+        (MIB, true, 16 * MIB as u64, half(run.sizes.every_write)),
+    ];
+    for (batch_bytes, every_write, chunk_bytes, budget) in plans {
+        let spec = AbSpec {
+            batch_bytes,
+            every_write,
+            chunk_bytes,
+        };
+        if !run.selected(&spec.name()) {
+            continue;
+        }
+        let dir = run.scenario_dir(budget.logical_bytes * 2)?;
+        let results = ab::run(&spec, budget, run.sizes.pool_bytes, &run.records, &dir)?;
+        run.clean(&dir)?;
+        for m in results {
+            run.push(m);
+        }
+    }
+    Ok(())
+}
+
 fn run_appends(run: &mut Run) -> BenchResult<()> {
     for spec in append_specs() {
         if !run.selected(&spec.name()) {
@@ -333,7 +420,12 @@ fn run_appends(run: &mut Run) -> BenchResult<()> {
             (_, true) => run.sizes.append_large,
             (_, false) => run.sizes.append_small,
         };
-        let dir = run.scenario_dir()?;
+        let warm_bytes = match (spec.policy, spec.batch_bytes >= MIB) {
+            // Bound by fdatasync latency: a few hundred MB at most.
+            (Policy::EveryWrite, false) => GIB / 2,
+            _ => budget.logical_bytes,
+        };
+        let dir = run.scenario_dir(warm_bytes)?;
         let m = append::run(&spec, budget, run.sizes.pool_bytes, &run.records, &dir)?;
         run.clean(&dir)?;
         run.push(m);
@@ -355,7 +447,7 @@ fn run_reads(run: &mut Run) -> BenchResult<()> {
             warm_passes: 2,
             cold,
         };
-        let dir = run.scenario_dir()?;
+        let dir = run.scenario_dir(run.sizes.read_log_bytes)?;
         let results = read::reads(plan, run.sizes.pool_bytes, &run.records, &dir)?;
         run.clean(&dir)?;
         for m in results {
@@ -372,7 +464,7 @@ fn run_recoveries(run: &mut Run) -> BenchResult<()> {
         if !run.selected(&read::recovery_name(batch_bytes, state)) {
             continue;
         }
-        let dir = run.scenario_dir()?;
+        let dir = run.scenario_dir(run.sizes.recovery_log_bytes)?;
         let m = read::recovery(
             batch_bytes,
             state,

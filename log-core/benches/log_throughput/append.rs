@@ -207,7 +207,7 @@ pub fn run(
     }
     m.seconds = seconds;
     m.latency = Latency::from_histogram(&latency);
-    m.limit = Some(spec.policy.limit());
+    m.limit = Some(spec.policy.limit().into());
     m.detail("append_seconds", report::round(appended.as_secs_f64(), 4));
     m.detail(
         "final_flush_seconds",

@@ -7,6 +7,7 @@ use std::fs::{self, File};
 use std::hint::black_box;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,59 @@ pub fn memcpy(buffer_bytes: usize, duration: Duration) -> Measurement {
     m.stored_bytes = copied;
     m.detail("buffer_bytes", buffer_bytes as u64);
     m
+}
+
+/// First touch of fresh anonymous memory: what writing into pages the kernel has not used
+/// recently costs. On a virtual machine whose host takes back free guest memory (free page
+/// reporting), every first touch is a fault in the host as well, and page-cache writes into
+/// such pages run at this rate rather than at memcpy's.
+pub fn first_touch(bytes: usize) -> Measurement {
+    const PAGE_BYTES: usize = 4096;
+    let started = Instant::now();
+    // SAFETY: an anonymous private mapping of `bytes`, unmapped below; no file, no aliasing.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    let mut m = Measurement::new("limit/first-touch".into(), "limit");
+    if map == libc::MAP_FAILED {
+        return m;
+    }
+    let base = map.cast::<u8>();
+    for offset in (0..bytes).step_by(PAGE_BYTES) {
+        // SAFETY: `offset < bytes`, inside the mapping.
+        unsafe { base.add(offset).write_volatile(1) };
+    }
+    m.seconds = started.elapsed().as_secs_f64();
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(map, bytes) };
+    m.stored_bytes = bytes as u64;
+    m
+}
+
+/// Writes `bytes` to a scratch file in `dir` and deletes it before writeback, so that the
+/// page cache of the write that follows lands in memory the host has just backed (see
+/// [`first_touch`]). Without it, whichever scenario first writes after a quiet spell pays the
+/// host's faults, and ratios between scenarios measure the hypervisor. A page-cache write warms
+/// better than touching anonymous memory, which measurably did not help here.
+pub fn warm_memory(dir: &Path, bytes: u64) -> io::Result<()> {
+    const BLOCK_BYTES: usize = 1 << 20;
+    let path = dir.join("warm-up.dat");
+    let file = File::create(&path)?;
+    let block = vec![0x5au8; BLOCK_BYTES];
+    let mut written = 0u64;
+    while written < bytes {
+        file.write_all_at(&block, written)?;
+        written += BLOCK_BYTES as u64;
+    }
+    drop(file);
+    fs::remove_file(&path)
 }
 
 /// CRC-32C (the batch checksum) over a buffer of `buffer_bytes`, repeated for `duration`.

@@ -109,11 +109,12 @@ pub fn reads(
             m.records += offsets;
         }
         m.seconds = started.elapsed().as_secs_f64();
-        m.limit = Some(if state == "cold" {
+        let limit = if state == "cold" {
             "fio/read_cold"
         } else {
             "limit/memcpy"
-        });
+        };
+        m.limit = Some(limit.into());
         m.detail("passes", count);
         m.detail("read_bytes_max", READ_BYTES_MAX as u64);
         m.detail("batch_bytes", plan.batch_bytes as u64);
@@ -195,7 +196,7 @@ pub fn recovery(
     m.stored_bytes = segment_bytes;
     m.logical_bytes = segment_bytes;
     m.records = end.0 - Offset::ZERO.0;
-    m.limit = state.limit();
+    m.limit = state.limit().map(String::from);
     m.detail("segments", stats.segments as u64);
     m.detail("batch_bytes", batch_bytes as u64);
     Ok(m)
