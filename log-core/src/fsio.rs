@@ -31,6 +31,18 @@ pub(crate) fn preallocate(file: &File, offset: u64, len: u64) -> io::Result<()> 
     }
 }
 
+/// Tells the kernel a range will be read sequentially (recovery, verification), so it reads
+/// ahead aggressively. Advice only: errors are ignored.
+pub(crate) fn advise_sequential(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: posix_fadvise reads no memory of ours; the descriptor is owned by `file`.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
 /// `fdatasync`: the file's data, and the metadata needed to read it back, reach the disk.
 pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
     #[cfg(any(test, feature = "fault-injection"))]

@@ -551,7 +551,7 @@ fn truncated_or_garbage_index_files_are_rebuilt() {
         } else if round % 16 < 8 {
             // A torn write: not a whole number of entries (both entry sizes are multiples of 4).
             bytes.truncate(rng.gen_range(1..bytes.len()));
-            if bytes.len() % 4 == 0 {
+            if bytes.len().is_multiple_of(4) {
                 bytes.pop();
             }
         } else {

@@ -174,7 +174,7 @@ impl BatchBuilder {
         header.put_i32(self.base_sequence);
         header.put_i32(records);
         debug_assert!(header.is_empty(), "header fields fill exactly 61 bytes");
-        let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        let crc = super::checksum(&batch[ATTRIBUTES_AT..]);
         batch[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
         Ok(batch)
     }

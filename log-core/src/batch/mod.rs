@@ -237,7 +237,7 @@ impl BatchPrefix {
 /// header; the batch occupies `bytes[..header.batch_size()]`.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
-    let computed = crc32c::crc32c(&bytes[ATTRIBUTES_AT..header.batch_size()]);
+    let computed = checksum(&bytes[ATTRIBUTES_AT..header.batch_size()]);
     if computed != header.crc {
         return Err(BatchError::CrcMismatch {
             stored: header.crc,
@@ -245,6 +245,14 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     Ok(header)
+}
+
+/// CRC-32C (Castagnoli), the batch checksum, over `bytes`. `crc-fast` folds with carry-less
+/// multiplication (VPCLMULQDQ where the CPU has it): about twice the speed of the SSE4.2
+/// `crc32` instruction loop on this project's machines, where the checksum is the largest
+/// cost of an append that log-core itself adds.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 /// Rewrites a batch's base offset in place. Outside the CRC: the batch stays valid.
@@ -320,4 +328,24 @@ pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
 
 pub(crate) fn read_i64(bytes: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum;
+
+    #[test]
+    fn checksum_is_crc32c() {
+        assert_eq!(checksum(b"123456789"), 0xe306_9283);
+        let bytes: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in [0, 1, 7, 15, 16, 63, 64, 255, 4096, 65_537, 70_000] {
+            assert_eq!(
+                checksum(&bytes[..len]),
+                crc32c::crc32c(&bytes[..len]),
+                "length {len}"
+            );
+        }
+    }
 }

@@ -301,7 +301,7 @@ mod tests {
 
     /// Recomputes the CRC after a test edits CRC-covered bytes.
     fn reseal(batch: &mut [u8]) {
-        let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        let crc = crate::batch::checksum(&batch[ATTRIBUTES_AT..]);
         batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }
 

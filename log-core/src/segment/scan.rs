@@ -56,6 +56,9 @@ impl<'a> Scanner<'a> {
         end: u64,
         validate: bool,
     ) -> Self {
+        if validate {
+            crate::fsio::advise_sequential(file, position, end.saturating_sub(position));
+        }
         let chunk_bytes = if validate {
             SCAN_CHUNK_BYTES
         } else {
