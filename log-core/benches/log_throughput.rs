@@ -304,8 +304,12 @@ fn run_limits(run: &mut Run) {
         let m = machine::first_touch(run.sizes.memcpy_buffer_bytes * 4);
         run.push(m);
     }
-    if run.selected("component/crc32c") {
-        let m = machine::crc32c(run.sizes.memcpy_buffer_bytes, run.sizes.limit_time);
+    if run.selected("component/batch-crc") {
+        let m = machine::batch_crc(run.sizes.memcpy_buffer_bytes, run.sizes.limit_time);
+        run.push(m);
+    }
+    if run.selected("component/crc32c-crate") {
+        let m = machine::crc32c_crate(run.sizes.memcpy_buffer_bytes, run.sizes.limit_time);
         run.push(m);
     }
 }
