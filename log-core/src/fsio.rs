@@ -43,6 +43,20 @@ pub(crate) fn advise_sequential(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// Starts reading a range into the page cache in the background. Advice only.
+pub(crate) fn advise_will_need(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: posix_fadvise reads no memory of ours; the descriptor is owned by `file`.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED);
+    }
+}
+
 /// `fdatasync`: the file's data, and the metadata needed to read it back, reach the disk.
 pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
     #[cfg(any(test, feature = "fault-injection"))]

@@ -13,6 +13,9 @@ use crate::error::{BatchError, Error, Result};
 /// Bytes read per `pread` while validating batches: large reads make recovery run at
 /// memory-copy speed.
 pub(crate) const SCAN_CHUNK_BYTES: usize = 8 << 20;
+/// Chunks a validating scan asks the kernel to read ahead of the one it checks.
+const READ_AHEAD_CHUNKS: usize = 2;
+
 /// Bytes read per `pread` while only stepping over headers (offset lookups): the target is
 /// usually within one index interval (4 KiB) of where the scan starts.
 pub(crate) const HEADER_SCAN_CHUNK_BYTES: usize = 8 << 10;
@@ -41,7 +44,11 @@ pub(crate) struct Scanner<'a> {
     end: u64,
     validate: bool,
     chunk_bytes: usize,
+    /// Reused across reads and zeroed only when it grows: zeroing 8 MiB per read cost 12 %
+    /// of a warm recovery.
     buf: Vec<u8>,
+    /// Bytes of `buf` holding file data from `buf_start`.
+    filled: usize,
     buf_start: u64,
     stopped: bool,
 }
@@ -72,6 +79,7 @@ impl<'a> Scanner<'a> {
             validate,
             chunk_bytes,
             buf: Vec::new(),
+            filled: 0,
             buf_start: position,
             stopped: false,
         }
@@ -86,19 +94,20 @@ impl<'a> Scanner<'a> {
     /// Makes sure `[self.position, self.position + want)` is in the buffer, reading at most
     /// up to `end`. Returns how many bytes from `position` are buffered.
     fn fill(&mut self, want: usize) -> Result<usize> {
-        let buffered_end = self.buf_start + self.buf.len() as u64;
+        let buffered_end = self.buf_start + self.filled as u64;
         if self.position >= self.buf_start && self.position + want as u64 <= buffered_end {
             return Ok((buffered_end - self.position) as usize);
         }
         let available = (self.end - self.position) as usize;
         let len = want.max(self.chunk_bytes).min(available);
-        self.buf.clear();
-        self.buf.resize(len, 0);
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
         let mut read = 0;
         while read < len {
             match self
                 .file
-                .read_at(&mut self.buf[read..], self.position + read as u64)
+                .read_at(&mut self.buf[read..len], self.position + read as u64)
             {
                 Ok(0) => break,
                 Ok(n) => read += n,
@@ -106,8 +115,18 @@ impl<'a> Scanner<'a> {
                 Err(e) => return Err(Error::io("read segment", self.path, e)),
             }
         }
-        self.buf.truncate(read);
+        self.filled = read;
         self.buf_start = self.position;
+        if self.validate {
+            // Ask for the next chunks now, so the disk reads them while this one is checked.
+            let next = self.position + read as u64;
+            let ahead = (READ_AHEAD_CHUNKS * self.chunk_bytes) as u64;
+            crate::fsio::advise_will_need(
+                self.file,
+                next,
+                ahead.min(self.end.saturating_sub(next)),
+            );
+        }
         Ok(read)
     }
 
