@@ -57,6 +57,53 @@ pub(crate) fn advise_will_need(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// Reads up to `len` bytes at `position` into `buf`'s spare capacity (which must hold
+/// `len`), stopping early only at the end of the file; `buf`'s length grows by what was read.
+/// Unlike `read_at` into a zeroed buffer, it never writes the memory twice: zeroing was 7 % of
+/// a warm read.
+pub(crate) fn read_at_into_spare(
+    file: &File,
+    buf: &mut bytes::BytesMut,
+    len: usize,
+    position: u64,
+) -> io::Result<()> {
+    assert!(
+        buf.capacity() - buf.len() >= len,
+        "the caller reserves the capacity"
+    );
+    let start = buf.len();
+    let mut read = 0;
+    while read < len {
+        let Ok(at) = libc::off_t::try_from(position + read as u64) else {
+            break;
+        };
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` has at least `len - read` bytes of writable (uninitialised) memory
+        // past `read`; pread writes at most that many bytes into it and never reads it.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().add(read).cast::<libc::c_void>(),
+                len - read,
+                at,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => read += n as usize,
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised exactly `read` bytes after the old length.
+    unsafe { buf.set_len(start + read) };
+    Ok(())
+}
+
 /// `fdatasync`: the file's data, and the metadata needed to read it back, reach the disk.
 pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
     #[cfg(any(test, feature = "fault-injection"))]

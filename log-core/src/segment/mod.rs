@@ -732,17 +732,9 @@ impl Segment {
     }
 
     fn read_exact_at(&self, position: u64, len: usize) -> Result<BytesMut> {
-        let mut buf = BytesMut::zeroed(len);
-        let mut read = 0;
-        while read < len {
-            match self.file.read_at(&mut buf[read..], position + read as u64) {
-                Ok(0) => break,
-                Ok(n) => read += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read segment", &self.log_path, e)),
-            }
-        }
-        buf.truncate(read);
+        let mut buf = BytesMut::with_capacity(len);
+        fsio::read_at_into_spare(&self.file, &mut buf, len, position)
+            .map_err(|e| Error::io("read segment", &self.log_path, e))?;
         Ok(buf)
     }
 
