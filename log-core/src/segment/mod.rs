@@ -566,23 +566,25 @@ impl Segment {
             end <= SEGMENT_BYTES_MAX,
             "the log rolls before a segment outgrows its positions"
         );
-        {
+        let preallocate_from = {
             let mut indexes = self.indexes.lock();
             // Each batch may add one entry to each index: claim their disk space first, so a
             // full disk fails the append here rather than as a SIGBUS when the entry is written.
             let batches = count_batches(bytes);
             indexes.offset.reserve(batches)?;
             indexes.time.reserve(batches)?;
-            if self.config.preallocate_bytes > 0 && end > indexes.preallocated_to {
-                let len = self
-                    .config
-                    .preallocate_bytes
-                    .max(end - indexes.preallocated_to);
-                // A failure (typically a full disk) is not fatal here: the write below reports
-                // whether the bytes really fit.
-                if fsio::preallocate(&self.file, indexes.preallocated_to, len).is_ok() {
-                    indexes.preallocated_to += len;
-                }
+            (self.config.preallocate_bytes > 0 && end > indexes.preallocated_to)
+                .then_some(indexes.preallocated_to)
+        };
+        if let Some(from) = preallocate_from {
+            // Outside the index lock: fallocate can wait tens of milliseconds on the journal
+            // while another thread syncs, and readers' lookups must not wait with it. Only
+            // this segment's single writer moves `preallocated_to`.
+            let len = self.config.preallocate_bytes.max(end - from);
+            // A failure (typically a full disk) is not fatal here: the write below reports
+            // whether the bytes really fit.
+            if fsio::preallocate(&self.file, from, len).is_ok() {
+                self.indexes.lock().preallocated_to = from + len;
             }
         }
         if let Err(error) = self.file.write_all_at(bytes, position) {
