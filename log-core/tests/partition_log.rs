@@ -461,3 +461,38 @@ fn segment_names_beyond_the_offset_range_are_not_segments() {
         Some(Offset(i64::MAX as u64))
     );
 }
+
+#[test]
+fn rolls_when_the_active_segment_is_older_than_segment_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_age: Some(Duration::from_secs(60)),
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    let start = 1_700_000_000_000;
+    log.append_as_leader(
+        &mut batch(&[b"a"], start, Compression::None),
+        LeaderEpoch(0),
+    )
+    .unwrap();
+    log.append_as_leader(
+        &mut batch(&[b"b"], start + 59_000, Compression::None),
+        LeaderEpoch(0),
+    )
+    .unwrap();
+    assert_eq!(log.segments().len(), 1, "younger than segment_age: no roll");
+    log.append_as_leader(
+        &mut batch(&[b"c"], start + 61_000, Compression::None),
+        LeaderEpoch(0),
+    )
+    .unwrap();
+    let segments = log.segments();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    assert_eq!(
+        segments[1].0,
+        Offset(2),
+        "the new segment starts at the appended batch"
+    );
+    assert_eq!(read_all(&log, Offset(0)).len(), 3);
+}
