@@ -10,8 +10,10 @@
 //!
 //! - The first open starts at the beginning of the file (or at its end with `--from-end`);
 //!   every file that appears later under the name is read from its beginning.
-//! - Rotation by rename (the name now points at another inode): the old file is read to its
-//!   end first, a last line without `\n` is taken as complete, then the new file is opened.
+//! - Rotation by rename (the name now points at another inode): the new file is opened and
+//!   the old one keeps being read for [`ROTATE_WAIT`], because a writer may still finish a
+//!   line (or write more) through its open handle after the rename; then a last line without
+//!   `\n` is taken as complete and the old file is closed.
 //! - Truncation in place (copytruncate: same inode, smaller than what was read): reading
 //!   starts over at the beginning; a pending partial line is taken as complete.
 //! - The name missing (between rename and create, or before the file exists): the open file
@@ -21,6 +23,7 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -32,6 +35,9 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Bytes one `poll` reads before returning, so a follower of a fast-growing file still
 /// checks for shutdown and lets other files' lines through.
 const POLL_READ_BYTES_MAX: usize = 4 << 20;
+
+/// How long a rotated-away file keeps being read (Fluent Bit's `Rotate_Wait` default).
+pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 
 /// Where `emit` sends finished lines.
 pub type Emit<'a> = dyn FnMut(Vec<u8>) -> anyhow::Result<()> + 'a;
@@ -106,6 +112,30 @@ pub fn read_lines(reader: &mut dyn Read, source: &str, emit: &mut Emit<'_>) -> a
     splitter.finish(emit)
 }
 
+/// Reads `open` up to its end or [`POLL_READ_BYTES_MAX`] into `splitter`; true if it read
+/// bytes.
+fn drain_file(
+    open: &mut OpenFile,
+    splitter: &mut LineSplitter,
+    buffer: &mut [u8],
+    path: &Path,
+    emit: &mut Emit<'_>,
+) -> anyhow::Result<bool> {
+    let mut total = 0;
+    while total < POLL_READ_BYTES_MAX {
+        let n = match open.file.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+        };
+        open.position += n as u64;
+        total += n;
+        splitter.push(&buffer[..n], emit)?;
+    }
+    Ok(total > 0)
+}
+
 /// Where following starts in the first file found under the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
@@ -122,11 +152,21 @@ struct OpenFile {
     position: u64,
 }
 
+/// A file rotated away from the name, still read until `until`.
+#[derive(Debug)]
+struct Retiring {
+    open: OpenFile,
+    splitter: LineSplitter,
+    until: Instant,
+}
+
 /// A file followed by name. See the module docs.
 #[derive(Debug)]
 pub struct FileTail {
     path: PathBuf,
     open: Option<OpenFile>,
+    retiring: Option<Retiring>,
+    rotate_wait: Duration,
     start: StartAt,
     splitter: LineSplitter,
     buffer: Vec<u8>,
@@ -138,6 +178,8 @@ impl FileTail {
         FileTail {
             path: path.to_path_buf(),
             open: None,
+            retiring: None,
+            rotate_wait: ROTATE_WAIT,
             start,
             splitter: LineSplitter::new(path.display().to_string()),
             buffer: vec![0; READ_CHUNK_BYTES],
@@ -145,16 +187,43 @@ impl FileTail {
         }
     }
 
+    /// Sets how long a rotated-away file keeps being read (tests use zero).
+    #[cfg(test)]
+    fn with_rotate_wait(mut self, wait: Duration) -> FileTail {
+        self.rotate_wait = wait;
+        self
+    }
+
     /// Reads what is new and emits complete lines. Returns true if it read something or
     /// switched files (call again at once), false if there was nothing new (pause first).
     pub fn poll(&mut self, emit: &mut Emit<'_>) -> anyhow::Result<bool> {
+        let retired = self.poll_retiring(emit)?;
         if self.open.is_none() && !self.try_open()? {
-            return Ok(false);
+            return Ok(retired);
         }
         if self.drain(emit)? {
             return Ok(true);
         }
-        self.check_name(emit)
+        Ok(self.check_name(emit)? || retired)
+    }
+
+    /// Reads what a writer added to the rotated-away file; closes it after [`ROTATE_WAIT`].
+    fn poll_retiring(&mut self, emit: &mut Emit<'_>) -> anyhow::Result<bool> {
+        let Some(retiring) = self.retiring.as_mut() else {
+            return Ok(false);
+        };
+        let read = drain_file(
+            &mut retiring.open,
+            &mut retiring.splitter,
+            &mut self.buffer,
+            &self.path,
+            emit,
+        )?;
+        if !read && Instant::now() >= retiring.until {
+            retiring.splitter.finish(emit)?;
+            self.retiring = None;
+        }
+        Ok(read)
     }
 
     /// Opens the file under the name, if there is one.
@@ -196,21 +265,7 @@ impl FileTail {
     /// Reads the open file up to its end or [`POLL_READ_BYTES_MAX`]; true if it read bytes.
     fn drain(&mut self, emit: &mut Emit<'_>) -> anyhow::Result<bool> {
         let open = self.open.as_mut().expect("drain needs an open file");
-        let mut total = 0;
-        while total < POLL_READ_BYTES_MAX {
-            let n = match open.file.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    return Err(error).with_context(|| format!("reading {}", self.path.display()))
-                }
-            };
-            open.position += n as u64;
-            total += n;
-            self.splitter.push(&self.buffer[..n], emit)?;
-        }
-        Ok(total > 0)
+        drain_file(open, &mut self.splitter, &mut self.buffer, &self.path, emit)
     }
 
     /// At the end of the open file: has the name moved to another file, or was this one cut?
@@ -224,11 +279,21 @@ impl FileTail {
         };
         let open = self.open.as_mut().expect("check_name needs an open file");
         if (metadata.dev(), metadata.ino()) != open.id {
-            // Rotated. The writer may have added to the old file since the last read.
-            while self.drain(emit)? {}
-            self.splitter.finish(emit)?;
+            // Rotated: keep reading the old file a while, since its writer may not be done.
+            if let Some(previous) = self.retiring.take() {
+                let mut previous = previous;
+                previous.splitter.finish(emit)?;
+            }
+            let splitter = std::mem::replace(
+                &mut self.splitter,
+                LineSplitter::new(self.path.display().to_string()),
+            );
+            self.retiring = self.open.take().map(|open| Retiring {
+                open,
+                splitter,
+                until: Instant::now() + self.rotate_wait,
+            });
             tracing::info!(file = %self.path.display(), "file rotated: following the new file");
-            self.open = None;
             return Ok(true);
         }
         if metadata.len() < open.position {
@@ -295,7 +360,7 @@ mod tests {
     fn follows_growth_partial_lines_rotation_and_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
-        let mut tail = FileTail::new(&path, StartAt::Beginning);
+        let mut tail = FileTail::new(&path, StartAt::Beginning).with_rotate_wait(Duration::ZERO);
         let mut lines = Vec::new();
         assert!(!tail.poll(&mut collect(&mut lines)).unwrap(), "no file yet");
 
