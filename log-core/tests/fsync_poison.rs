@@ -172,7 +172,8 @@ fn failed_fsync_at_a_roll_poisons_the_log() {
             .unwrap();
     }
     let end = log.log_end_offset();
-    // The next append rolls, and sealing the full segment syncs it.
+    // The next append rolls: sealing syncs the trimmed indexes, and the new segment's
+    // directory entry is synced too. The first of those syncs fails.
     fail_syncs_under(dir.path(), 1);
     let result = log.append_as_leader(&mut batch(&value), LeaderEpoch(0));
     assert!(result.is_err(), "{result:?}");

@@ -38,8 +38,10 @@ impl PartitionLog {
         let log = PartitionLog {
             writer: Mutex::new(WriterState {
                 active_created_ms: 0,
-                epochs: LeaderEpochCache::load(&dir)
-                    .unwrap_or_else(|_| LeaderEpochCache::empty(&dir)),
+                epochs: LeaderEpochCache::load(&dir).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "ignoring the damaged leader-epoch cache");
+                    LeaderEpochCache::empty(&dir)
+                }),
             }),
             dir,
             config,
@@ -70,11 +72,14 @@ impl PartitionLog {
         let bases = list_segments(&self.dir, false)?;
         let segment_config = self.config.segment_config();
         let mut segments = self.segments.write();
-        segments.retain(|base, _| bases.contains(base));
+        segments.retain(|base, _| bases.binary_search(base).is_ok());
+        // Only the segment that was last can have grown; earlier ones were sealed before.
+        let last_known = segments.keys().next_back().copied();
         for (i, base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             match segments.get(base) {
-                Some(segment) => segment.catch_up()?,
+                Some(segment) if Some(*base) == last_known => segment.catch_up()?,
+                Some(_) => {}
                 None => {
                     let segment =
                         match Segment::open(&self.dir, *base, segment_config, Access::Follow) {
@@ -101,6 +106,8 @@ impl PartitionLog {
             .last()
             .map_or(first_base, |s| s.next_offset());
         drop(segments);
+        // The writer replaces the checkpoint atomically; a damaged one (which the writer's
+        // next open reports) just means the log start comes from the segments.
         let checkpoint = Checkpoint::read(&self.dir)
             .ok()
             .flatten()

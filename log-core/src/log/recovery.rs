@@ -285,7 +285,7 @@ pub(super) fn load_epochs(
 }
 
 /// Segment base offsets in order, from the `.log` files in `dir`. Index files without a log
-/// are removed.
+/// are removed when `remove_orphans` (never for a log another process writes).
 pub(super) fn list_segments(dir: &Path, remove_orphans: bool) -> Result<Vec<Offset>> {
     let mut bases = Vec::new();
     let mut orphans: Vec<PathBuf> = Vec::new();

@@ -3,9 +3,10 @@
 //!
 //! The file carries no header and no checksum: indexes are derived data. A file that fails
 //! the typed checks of [`super::OffsetIndex`] or [`super::TimeIndex`] is rebuilt from the
-//! segment's `.log`. A read-only index (a log opened by a reader while another process
-//! writes) is a private copy of the file's valid prefix instead of a mapping, because the
-//! writer may trim the file under a mapping.
+//! segment's `.log`. A sealed segment's index is mapped read-only ([`Access::Read`]); an
+//! index of a log followed while another process writes it ([`Access::Follow`]) is a private
+//! copy of the file's valid prefix instead, because that writer may trim the file under a
+//! mapping.
 //!
 //! The file is sparse: a page of it gets disk space when an entry is first written there,
 //! through the mapping, where a full disk is a SIGBUS rather than an error. So writers
@@ -246,16 +247,14 @@ impl IndexFile {
     /// Shrinks the file to its entries and turns it read-only in memory: the segment was
     /// sealed and will take no more entries.
     pub(crate) fn trim(&mut self) -> Result<()> {
-        let Backing::Mapped { file, map } = &self.backing else {
+        let Backing::Mapped { file, .. } = &self.backing else {
             return Ok(());
         };
-        map.flush()
-            .map_err(|e| Error::io("msync index", &self.path, e))?;
         let used = self.entries * self.entry_bytes;
         file.set_len(used as u64)
             .map_err(|e| Error::io("trim index", &self.path, e))?;
-        file.sync_all()
-            .map_err(|e| Error::io("fsync index", &self.path, e))?;
+        // fdatasync also writes the mapping's dirty pages: they are the file's page cache.
+        fsio::sync_data(file, &self.path)?;
         let sealed = if used == 0 {
             Backing::Owned(Vec::new())
         } else {

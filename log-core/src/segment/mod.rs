@@ -146,8 +146,8 @@ pub struct Segment {
     /// The offset after the last batch (the base offset when empty).
     next_offset: AtomicU64,
     max_timestamp: AtomicI64,
-    /// Timestamp of the first batch, or the wall-clock creation time when it has none: the
-    /// segment's age for roll-by-time.
+    /// Timestamp of the first batch (`NO_TIMESTAMP` when unknown): the segment's age for
+    /// roll-by-time.
     first_timestamp: AtomicI64,
     indexes: Mutex<Indexes>,
     /// Set by [`Segment::open`] when an index file was missing or held a partial entry:
@@ -356,7 +356,12 @@ impl Segment {
         let mut max_timestamp = self.max_timestamp();
         let mut end = start;
         for scanned in Scanner::new(&self.file, &self.log_path, start, file_len, true) {
-            let Ok(scanned) = scanned else { break };
+            let scanned = match scanned {
+                Ok(scanned) => scanned,
+                // A batch still being written (or a torn tail): stop quietly.
+                Err(ScanStop::Invalid { .. }) => break,
+                Err(ScanStop::Io(error)) => return Err(error),
+            };
             let prefix = scanned.prefix;
             if prefix.base_offset() != next {
                 break;
@@ -373,11 +378,6 @@ impl Segment {
         self.next_offset.store(next.0, Ordering::Release);
         self.size.store(end, Ordering::Release);
         Ok(())
-    }
-
-    /// Bytes in the file past the committed size: a batch being written, or a torn tail.
-    pub fn uncommitted_bytes(&self) -> Result<u64> {
-        Ok(self.file_len()?.saturating_sub(self.size()))
     }
 
     /// Forgets the in-memory index entries (of a read-only segment whose index is damaged):
@@ -534,7 +534,7 @@ impl Segment {
         })
     }
 
-    /// Adds index entries for a batch about to sit at `position`, when an index interval has
+    /// Adds index entries for a batch written at `position`, when an index interval has
     /// passed. The indexes are sparse and derived: an entry that cannot be added (index full,
     /// offset or position out of the entry's range) is skipped, never an error; lookups then
     /// scan a little further and the log rolls at the next append.
@@ -559,7 +559,7 @@ impl Segment {
     /// Appends validated batches whose offsets continue this segment. Called by the log's
     /// single writer. On failure nothing becomes visible and the file is cut back. The index
     /// lock is not held during the write, so readers' lookups never wait for it.
-    pub fn append(&self, bytes: &[u8]) -> Result<()> {
+    pub fn append(&self, bytes: &[u8], batches: usize) -> Result<()> {
         let position = self.size();
         let end = position + bytes.len() as u64;
         assert!(
@@ -570,7 +570,6 @@ impl Segment {
             let mut indexes = self.indexes.lock();
             // Each batch may add one entry to each index: claim their disk space first, so a
             // full disk fails the append here rather than as a SIGBUS when the entry is written.
-            let batches = count_batches(bytes);
             indexes.offset.reserve(batches)?;
             indexes.time.reserve(batches)?;
             (self.config.preallocate_bytes > 0 && end > indexes.preallocated_to)
@@ -866,7 +865,8 @@ impl Segment {
     }
 
     /// Closes the segment for writing: records its largest timestamp in the time index,
-    /// releases unused preallocated space, trims the indexes and flushes everything.
+    /// releases unused preallocated space, and trims the indexes (synced) to read-only
+    /// mappings. The data is not synced here: the flusher or group commit does that.
     pub fn seal(&self) -> Result<()> {
         let mut indexes = self.indexes.lock();
         let max_ts = self.max_timestamp();
@@ -884,12 +884,6 @@ impl Segment {
         indexes.time.trim()
         // The data is synced by the flusher (or the group commit), not here: a roll must not
         // stall appends for the time it takes to write back a whole segment.
-    }
-
-    /// Prepares the active segment for a clean shutdown: like [`Segment::seal`], but the
-    /// segment may be reopened for appends.
-    pub fn close_clean(&self) -> Result<()> {
-        self.seal()
     }
 
     fn release_preallocation(&self, indexes: &mut Indexes) -> Result<()> {
@@ -919,9 +913,17 @@ impl Segment {
     /// Checks every batch in the file, up to its length (not just the committed size): CRC,
     /// offsets in order; then the indexes against the batches found. Index entries past the
     /// first damaged batch are not judged (the damage explains them).
-    pub fn verify(&self) -> SegmentCheck {
+    ///
+    /// `to_file_end: false` stops at the committed size instead: for the active segment of a
+    /// log another process is appending to, where bytes past it may be a batch in flight.
+    pub fn verify(&self, to_file_end: bool) -> SegmentCheck {
         let mut check = SegmentCheck::default();
-        let end = match self.file_len() {
+        let file_len = if to_file_end {
+            self.file_len()
+        } else {
+            Ok(self.size())
+        };
+        let end = match file_len {
             Ok(len) => len,
             Err(error) => {
                 check
@@ -1044,19 +1046,6 @@ fn index_file_damage(dir: &Path, base_offset: Offset) -> Option<(PathBuf, &'stat
         }
     }
     None
-}
-
-/// How many batches lie back to back in `bytes`, which the log has validated.
-fn count_batches(bytes: &[u8]) -> usize {
-    let mut at = 0;
-    let mut count = 0;
-    while at < bytes.len() {
-        let prefix =
-            BatchHeader::parse_prefix(&bytes[at..]).expect("appended batches were validated");
-        at += prefix.batch_size;
-        count += 1;
-    }
-    count
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

@@ -1,8 +1,8 @@
 //! The sparse offset index (`.index`): which byte position of the `.log` to start scanning
 //! from to find an offset.
 //!
-//! Entry (8 bytes, big-endian): relative offset u32, file position u32. Before a batch is
-//! written, if more than `index_interval_bytes` were appended since the previous entry, an
+//! Entry (8 bytes, big-endian): relative offset u32, file position u32. When a batch is
+//! written after more than `index_interval_bytes` were appended since the previous entry, an
 //! entry is added naming that batch's base offset and the position it starts at. Lookup
 //! finds the greatest entry whose offset is `<=` the target; the caller scans
 //! batch headers forward from its position. Entries strictly increase in both fields.
