@@ -120,48 +120,40 @@ impl PartitionLog {
 /// rebuilt.
 fn open_clean(dir: &Path, bases: &[Offset], config: &LogConfig) -> Result<Vec<Segment>> {
     let segment_config = config.segment_config();
+    let (active_base, sealed) = bases.split_last().expect("open_clean needs a segment");
     let mut segments = Vec::with_capacity(bases.len());
-    for (i, base) in bases.iter().enumerate() {
-        let next_base = bases.get(i + 1).copied();
-        let segment = Segment::open(
-            dir,
-            *base,
-            segment_config,
-            if next_base.is_none() {
-                Access::Write
-            } else {
-                Access::Read
-            },
-        )?;
-        match next_base {
-            Some(next) => segment.set_sealed_next_offset(next),
-            None => {
-                if let Err(error) = segment.load_tail() {
-                    tracing::warn!(%error, "active segment's tail is damaged: recovering it");
-                    return recover_unclean(dir, bases, config, *base);
-                }
-            }
-        }
-        if let Err(error) = segment.check_indexes() {
-            tracing::warn!(%error, "rebuilding index");
-            let segment = Segment::open(dir, *base, segment_config, Access::Write)?;
-            if next_base.is_some() {
-                segment.rebuild_indexes()?;
-                segment.seal()?;
-                segments.push(Segment::open(dir, *base, segment_config, Access::Read)?);
-                segments
-                    .last()
-                    .expect("just pushed")
-                    .set_sealed_next_offset(next_base.unwrap_or_default());
-            } else {
-                segment.recover()?;
-                segments.push(segment);
-            }
-            continue;
-        }
-        segments.push(segment);
+    for (i, base) in sealed.iter().enumerate() {
+        segments.push(open_sealed(dir, *base, bases[i + 1], config)?);
     }
+    let active = Segment::open(dir, *active_base, segment_config, Access::Write)?;
+    if let Err(error) = active.load_tail() {
+        tracing::warn!(%error, "active segment's tail is damaged: recovering it");
+        return recover_unclean(dir, bases, config, *active_base);
+    }
+    if let Err(error) = active.check_indexes() {
+        tracing::warn!(%error, "rebuilding the active segment's index");
+        active.recover()?;
+    }
+    segments.push(active);
     Ok(segments)
+}
+
+/// Opens a sealed segment that ends where the next one (at `next`) starts. Indexes that fail
+/// their checks are rebuilt from the data, which is never cut: later segments follow it.
+fn open_sealed(dir: &Path, base: Offset, next: Offset, config: &LogConfig) -> Result<Segment> {
+    let segment_config = config.segment_config();
+    let segment = Segment::open(dir, base, segment_config, Access::Read)?;
+    segment.set_sealed_next_offset(next);
+    let Err(error) = segment.check_indexes() else {
+        return Ok(segment);
+    };
+    tracing::warn!(%error, "rebuilding a sealed segment's index");
+    drop(segment);
+    let repaired = Segment::open(dir, base, segment_config, Access::Write)?;
+    repaired.rebuild_indexes()?;
+    repaired.seal()?;
+    repaired.set_sealed_next_offset(next);
+    Ok(repaired)
 }
 
 /// Recovers after an unclean stop: segments below the one holding `recovery_point` are
@@ -179,19 +171,7 @@ fn recover_unclean(
         .unwrap_or(0);
     let mut segments = Vec::with_capacity(bases.len());
     for (i, base) in bases[..first_unflushed].iter().enumerate() {
-        let segment = Segment::open(dir, *base, segment_config, Access::Read)?;
-        segment.set_sealed_next_offset(bases[i + 1]);
-        if segment.check_indexes().is_err() {
-            tracing::warn!(segment = %segment.path().display(), "rebuilding damaged index");
-            let repaired = Segment::open(dir, *base, segment_config, Access::Write)?;
-            repaired.rebuild_indexes()?;
-            repaired.seal()?;
-        }
-        segments.push(Segment::open(dir, *base, segment_config, Access::Read)?);
-        segments
-            .last()
-            .expect("just pushed")
-            .set_sealed_next_offset(bases[i + 1]);
+        segments.push(open_sealed(dir, *base, bases[i + 1], config)?);
     }
     let unflushed = &bases[first_unflushed..];
     let mut expected = (first_unflushed > 0).then(|| unflushed[0]);
@@ -222,14 +202,11 @@ fn recover_unclean(
         segment.sync_data()?;
         let next = segment.next_offset();
         expected = Some(next);
-        if dropping || i + 1 == unflushed.len() {
-            segments.push(segment);
-        } else {
+        if !(dropping || i + 1 == unflushed.len()) {
+            // Followed by another segment: sealing leaves its indexes mapped read-only.
             segment.seal()?;
-            let sealed = Segment::open(dir, *base, segment_config, Access::Read)?;
-            sealed.set_sealed_next_offset(next);
-            segments.push(sealed);
         }
+        segments.push(segment);
     }
     if segments.is_empty() {
         let base = bases[0];
