@@ -128,3 +128,74 @@ impl GroupCommit {
         self.synced.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+
+    fn poisoned() -> Error {
+        Error::InvalidArgument("poisoned".into())
+    }
+
+    #[test]
+    fn a_sync_that_raced_a_truncation_publishes_nothing() {
+        let commit = GroupCommit::new(Offset(100));
+        let generation = commit.generation();
+        commit.truncate(Offset(80), || {});
+        assert!(!commit.publish(generation, Offset(120), || panic!("must not run")));
+        assert_eq!(commit.durable(), Offset(80));
+        assert!(commit.publish(commit.generation(), Offset(90), || {}));
+        assert_eq!(commit.durable(), Offset(90));
+    }
+
+    #[test]
+    fn a_waiting_syncer_does_not_publish_across_a_truncation() {
+        let commit = Arc::new(GroupCommit::new(Offset(0)));
+        let in_sync = Arc::new(Barrier::new(2));
+        let truncated = Arc::new(Barrier::new(2));
+        let syncer = {
+            let (commit, in_sync, truncated) = (commit.clone(), in_sync.clone(), truncated.clone());
+            std::thread::spawn(move || {
+                commit.wait_durable(
+                    Offset(50),
+                    || {
+                        in_sync.wait();
+                        truncated.wait();
+                        Ok(Offset(50))
+                    },
+                    poisoned,
+                )
+            })
+        };
+        in_sync.wait();
+        commit.truncate(Offset(10), || {});
+        truncated.wait();
+        let result = syncer.join().unwrap();
+        assert!(
+            matches!(
+                result,
+                Err(Error::TruncatedBeforeSync { offset: Offset(50) })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(
+            commit.durable(),
+            Offset(0),
+            "the stale end was not published"
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_later_waiter() {
+        let commit = GroupCommit::new(Offset(0));
+        let failed = commit.wait_durable(Offset(5), || Err(poisoned()), poisoned);
+        assert!(failed.is_err());
+        let later = commit.wait_durable(Offset(5), || Ok(Offset(5)), poisoned);
+        assert!(
+            later.is_err(),
+            "no sync may vouch for data after a failed one"
+        );
+    }
+}
