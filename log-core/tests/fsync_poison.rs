@@ -6,9 +6,10 @@
 //! `EveryWrite`, single-threaded and from several threads. Check: acknowledged records lost
 //! (0), acknowledgements past the last successful sync (0), appends accepted while poisoned (0).
 
+mod common;
+
 use std::sync::Arc;
 
-use log_core::batch::split_batches;
 use log_core::fault::fail_syncs_under;
 use log_core::{
     BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, Offset, PartitionLog,
@@ -31,26 +32,7 @@ fn batch(value: &[u8]) -> bytes::BytesMut {
 
 /// Every record value from the log start, in offset order.
 fn read_values(log: &PartitionLog) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    loop {
-        let result = log
-            .read(next, 64 << 10, log.log_end_offset())
-            .expect("read");
-        if result.records.is_empty() {
-            return out;
-        }
-        for batch in split_batches(result.records) {
-            let batch = batch.expect("batch read back is valid");
-            for record in batch.records().expect("records decode") {
-                let record = record.expect("record decodes");
-                if record.offset >= next {
-                    out.push((record.offset.0, record.value.expect("value").to_vec()));
-                }
-            }
-            next = batch.header().next_offset();
-        }
-    }
+    common::read_records(log, log.log_start_offset())
 }
 
 #[test]

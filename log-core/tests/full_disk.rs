@@ -8,6 +8,8 @@
 //! `DiskFull` and retriable, the log end does not move, every file holds only whole batches,
 //! acknowledged records lost (0), and `verify` finds nothing.
 
+mod common;
+
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use log_core::batch::split_batches;
 use log_core::{
     BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, Offset, PartitionLog,
 };
@@ -117,26 +118,10 @@ fn batch_of(id: u64) -> bytes::BytesMut {
 
 /// Every record value from the log start, in offset order.
 fn read_values(log: &PartitionLog) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    loop {
-        let result = log
-            .read(next, 256 << 10, log.log_end_offset())
-            .expect("read");
-        if result.records.is_empty() {
-            return out;
-        }
-        for batch in split_batches(result.records) {
-            let batch = batch.expect("batch read back is valid");
-            for record in batch.records().expect("records decode") {
-                let record = record.expect("record decodes");
-                if record.offset >= next {
-                    out.push(record.value.expect("value").to_vec());
-                }
-            }
-            next = batch.header().next_offset();
-        }
-    }
+    common::read_records(log, log.log_start_offset())
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// The appends a test made and what they must read back as.

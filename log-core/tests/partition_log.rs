@@ -1,5 +1,7 @@
 //! The partition log's behaviour through its public API, on real files.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,24 +31,7 @@ fn small_config() -> LogConfig {
 
 /// Every record value readable from `from`, in order, with its offset.
 fn read_all(log: &PartitionLog, from: Offset) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut next = from;
-    loop {
-        let result = log.read(next, 64 << 10, log.log_end_offset()).unwrap();
-        if result.records.is_empty() {
-            return out;
-        }
-        for batch in split_batches(result.records) {
-            let batch = batch.unwrap();
-            for record in batch.records().unwrap() {
-                let record = record.unwrap();
-                if record.offset >= next {
-                    out.push((record.offset.0, record.value.unwrap().to_vec()));
-                }
-            }
-            next = batch.header().next_offset();
-        }
-    }
+    common::read_records(log, from)
 }
 
 #[test]
