@@ -1,9 +1,64 @@
-//! Cluster metadata for Runnel: the `Coordinator` interface and its two implementations.
+//! Cluster metadata for Runnel: the `Coordinator` interface and its implementations.
 //!
-//! This crate will own the broker registry (lease-bound), topic and queue placement, partition
-//! state (leader, leader epoch, ISR, version, changed with compare-and-swap), controller
-//! election, consumer-group membership and assignment strategies. `EtcdCoordinator` keeps all
-//! of it in etcd; `EmbeddedCoordinator` is the single-node, file-backed default with the same
-//! interface. It knows nothing of record bytes or sockets.
-//!
-//! Not yet built: see `docs/ARCHITECTURE.md` for what exists today.
+//! The coordinator keeps the broker registry, topic and queue placement, queue replication
+//! state (leader, leader epoch, ISR, version), and consumer-group membership and assignment.
+//! `EmbeddedCoordinator` is the single-node, file-backed default; an etcd implementation with
+//! the same interface serves clusters. It knows nothing of record bytes or sockets.
+
+pub mod assignment;
+pub mod embedded;
+pub mod error;
+pub mod types;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedCoordinator;
+pub use error::{Error, Result};
+pub use types::*;
+
+/// What a broker asks of the cluster's metadata store. Every method may be called
+/// concurrently; implementations are shared behind an `Arc`.
+#[async_trait]
+pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
+    /// Adds (or refreshes) a live broker. In a cluster the registration lasts while the broker
+    /// keeps its lease alive.
+    async fn register_broker(&self, broker: BrokerInfo) -> Result<()>;
+
+    async fn brokers(&self) -> Result<Vec<BrokerInfo>>;
+
+    /// Creates a topic and places its queues on live brokers, atomically: a concurrent create
+    /// of the same name fails with `TopicExists`.
+    async fn create_topic(&self, spec: TopicSpec) -> Result<TopicMetadata>;
+
+    async fn delete_topic(&self, name: &str) -> Result<()>;
+
+    async fn topic(&self, name: &str) -> Result<Option<TopicMetadata>>;
+
+    async fn topics(&self) -> Result<Vec<TopicMetadata>>;
+
+    /// Joins `group` (first heartbeat) or keeps the member alive, and answers the queues it
+    /// may consume now. `generation` is the one the member last consumed in: when it equals
+    /// the group's current generation, the member has released every queue it no longer owns,
+    /// and those queues can move to their new owners.
+    async fn heartbeat(
+        &self,
+        group: &str,
+        member: MemberSpec,
+        generation: Option<u64>,
+    ) -> Result<MemberAssignment>;
+
+    /// Removes a member at once (clean shutdown); its queues move without waiting for the
+    /// session timeout.
+    async fn leave_group(&self, group: &str, member_id: &str) -> Result<()>;
+
+    async fn group(&self, group: &str) -> Result<Option<GroupMetadata>>;
+
+    async fn groups(&self) -> Result<Vec<GroupMetadata>>;
+
+    /// Checks that `member_id` is a live member of `group` in `generation` (offset-commit
+    /// fencing): `UnknownMember` or `IllegalGeneration` otherwise.
+    async fn check_generation(&self, group: &str, member_id: &str, generation: u64) -> Result<()>;
+
+    /// Changes as they happen. A receiver that lags loses the oldest events (and learns so).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<CoordinatorEvent>;
+}

@@ -1,0 +1,3 @@
+//! The native async client: producer, push and pull consumers, admin.
+//!
+//! Not yet built.

@@ -1,0 +1,275 @@
+//! The message model and how it maps onto `log-core` records.
+//!
+//! A RocketMQ-style message (topic, tags, keys, properties, body, born timestamp, unique id)
+//! is stored as one record of a RecordBatch v2:
+//!
+//! | message field    | record field                                        |
+//! |------------------|-----------------------------------------------------|
+//! | body             | value                                               |
+//! | keys             | key: the keys joined by one space (RocketMQ's KEYS) |
+//! | born timestamp   | timestamp                                           |
+//! | tags             | header `TAGS`                                       |
+//! | message id       | header `UNIQ_KEY` (32 hex digits)                   |
+//! | properties       | one header each, name → UTF-8 value                 |
+//!
+//! The topic and queue are not in the record: the partition the record lives in says them.
+//! Property names used by the system (`TAGS`, `UNIQ_KEY`, and later `DELAY`, `REAL_TOPIC`, …)
+//! are reserved; `Message::property` rejects them.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use log_core::{BatchBuilder, Record};
+
+use crate::error::{Error, Result};
+
+/// Header holding a message's tag.
+pub const HEADER_TAGS: &str = "TAGS";
+/// Header holding a message's unique id.
+pub const HEADER_MESSAGE_ID: &str = "UNIQ_KEY";
+/// Property names clients may not set: the system's own headers.
+pub const RESERVED_PROPERTIES: [&str; 2] = [HEADER_TAGS, HEADER_MESSAGE_ID];
+
+/// The largest message body the client accepts before sending (the broker enforces its own
+/// limit, `max_batch_bytes`, too).
+pub const MESSAGE_BODY_BYTES_MAX: usize = 4 << 20;
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Milliseconds since the Unix epoch; `Message::new` sets it to now.
+    pub born_timestamp: i64,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Message {
+        Message {
+            topic: topic.into(),
+            tag: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            body: body.into(),
+            born_timestamp: now_ms(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Message {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Adds a business key (RocketMQ's KEYS); keys may not contain spaces.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Message {
+        self.keys.push(key.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+        self.properties.push((name.into(), value.into()));
+        self
+    }
+
+    /// Checks what the record mapping cannot represent: reserved property names, keys with
+    /// spaces, oversize bodies.
+    pub fn validate(&self) -> Result<()> {
+        if self.body.len() > MESSAGE_BODY_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "message body of {} bytes exceeds {MESSAGE_BODY_BYTES_MAX}",
+                self.body.len()
+            )));
+        }
+        if let Some(key) = self.keys.iter().find(|k| k.is_empty() || k.contains(' ')) {
+            return Err(Error::InvalidArgument(format!(
+                "message key {key:?} is empty or contains a space"
+            )));
+        }
+        if let Some((name, _)) = self
+            .properties
+            .iter()
+            .find(|(n, _)| RESERVED_PROPERTIES.contains(&n.as_str()))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "property name {name} is reserved"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends this message to a batch as one record carrying `id`.
+    pub fn append_to(&self, batch: &mut BatchBuilder, id: &MessageId) {
+        let keys = self.keys.join(" ");
+        let id = id.to_string();
+        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(2 + self.properties.len());
+        headers.push((HEADER_MESSAGE_ID, Some(id.as_bytes())));
+        if let Some(tag) = &self.tag {
+            headers.push((HEADER_TAGS, Some(tag.as_bytes())));
+        }
+        for (name, value) in &self.properties {
+            headers.push((name.as_str(), Some(value.as_bytes())));
+        }
+        let key = (!keys.is_empty()).then_some(keys.as_bytes());
+        batch.append(self.born_timestamp, key, Some(&self.body), &headers);
+    }
+}
+
+/// A message as a consumer receives it: where it is stored and what was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+    /// The producer-assigned id; empty for records written by something other than a Runnel
+    /// producer.
+    pub message_id: String,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: Vec<(String, String)>,
+    pub body: Bytes,
+    pub born_timestamp: i64,
+}
+
+impl ReceivedMessage {
+    /// Maps a stored record back to a message. Header values that are not UTF-8 are kept
+    /// lossily; a record without a value has an empty body.
+    pub fn from_record(topic: &str, queue: u32, record: Record) -> ReceivedMessage {
+        let mut message = ReceivedMessage {
+            topic: topic.to_owned(),
+            queue,
+            offset: record.offset.0,
+            message_id: String::new(),
+            tag: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            body: record.value.unwrap_or_default(),
+            born_timestamp: record.timestamp,
+        };
+        if let Some(key) = record.key {
+            message.keys = String::from_utf8_lossy(&key)
+                .split(' ')
+                .map(str::to_owned)
+                .collect();
+        }
+        for header in record.headers {
+            let name = String::from_utf8_lossy(&header.key).into_owned();
+            let value = header
+                .value
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default();
+            match name.as_str() {
+                HEADER_MESSAGE_ID => message.message_id = value,
+                HEADER_TAGS => message.tag = Some(value),
+                _ => message.properties.push((name, value)),
+            }
+        }
+        message
+    }
+
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A message's unique id: 16 bytes shown as 32 hex digits, RocketMQ's `UNIQ_KEY` shape —
+/// a per-process prefix (random 6 bytes + the low 16 bits of the pid), seconds since the
+/// process's id epoch, and a counter. Unique within a process for 2^32 messages per second;
+/// across processes with overwhelming probability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    pub fn generate() -> MessageId {
+        static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let prefix = PREFIX.get_or_init(|| {
+            let mut prefix = [0u8; 8];
+            let random: [u8; 6] = rand::random();
+            prefix[..6].copy_from_slice(&random);
+            prefix[6..].copy_from_slice(&(std::process::id() as u16).to_be_bytes());
+            prefix
+        });
+        let seconds = (now_ms() / 1000) as u32;
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(prefix);
+        id[8..12].copy_from_slice(&seconds.to_be_bytes());
+        id[12..].copy_from_slice(&count.to_be_bytes());
+        MessageId(id)
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log_core::batch::split_batches;
+    use log_core::Compression;
+
+    #[test]
+    fn a_message_survives_the_record_mapping() {
+        let message = Message::new("orders", &b"placed"[..])
+            .with_tag("TagA")
+            .with_key("order-1")
+            .with_key("user-7")
+            .with_property("region", "eu");
+        let id = MessageId::generate();
+        let mut batch = BatchBuilder::new(Compression::None);
+        message.append_to(&mut batch, &id);
+        let bytes = batch.build().unwrap().freeze();
+        let batch = split_batches(bytes).next().unwrap().unwrap();
+        let record = batch.records().unwrap().next().unwrap().unwrap();
+        let received = ReceivedMessage::from_record("orders", 3, record);
+        assert_eq!(received.message_id, id.to_string());
+        assert_eq!(received.tag.as_deref(), Some("TagA"));
+        assert_eq!(received.keys, vec!["order-1", "user-7"]);
+        assert_eq!(received.property("region"), Some("eu"));
+        assert_eq!(received.body, message.body);
+        assert_eq!(received.born_timestamp, message.born_timestamp);
+        assert_eq!(received.queue, 3);
+    }
+
+    #[test]
+    fn reserved_properties_and_spaced_keys_are_rejected() {
+        let bad = Message::new("t", "x").with_property("TAGS", "A");
+        assert!(bad.validate().is_err());
+        let bad = Message::new("t", "x").with_key("two words");
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn ids_are_distinct_and_hex() {
+        let a = MessageId::generate().to_string();
+        let b = MessageId::generate().to_string();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

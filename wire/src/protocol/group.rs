@@ -1,0 +1,185 @@
+//! Consumer groups in cluster mode: membership by heartbeat, assignment, offsets, and admin.
+//!
+//! A member heartbeats every `heartbeat_interval_ms` with the generation it last saw. The
+//! response carries the current generation and the queues this member may consume now. When a
+//! rebalance moves a queue, the old owner sees it leave its assignment, finishes in-flight
+//! messages, commits, and heartbeats with the new generation; only then is the queue handed to
+//! its new owner (or when the old owner's session expires), so no queue has two consumers.
+
+/// A topic and one of its queues.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueRef {
+    pub topic: String,
+    pub queue: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    /// Tag expression: `*` or `TagA || TagB`. Filtering happens in the client today; the
+    /// broker records it for group descriptions.
+    pub expression: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    pub group: String,
+    /// Unique per consumer instance, chosen by the client (stable across its reconnects).
+    pub member_id: String,
+    /// The generation of the assignment the member is consuming; `None` when it has none yet.
+    pub generation: Option<u64>,
+    pub subscriptions: Vec<Subscription>,
+    /// The member is removed when no heartbeat arrives for this long.
+    pub session_timeout_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    pub generation: u64,
+    /// The queues this member owns in `generation` and may consume now.
+    pub assignment: Vec<QueueRef>,
+    /// How often the broker wants heartbeats.
+    pub heartbeat_interval_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaveGroupRequest {
+    pub group: String,
+    pub member_id: String,
+}
+
+/// A committed position: the offset of the next message the group will consume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitOffsetsRequest {
+    pub group: String,
+    /// The committing member and the generation it consumes in; a stale generation is
+    /// rejected with `IllegalGeneration`. A client outside group membership (manual
+    /// assignment) sends an empty member id and no generation; that is accepted only while
+    /// the group has no live members.
+    pub member_id: String,
+    pub generation: Option<u64>,
+    pub offsets: Vec<OffsetCommit>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchOffsetsRequest {
+    pub group: String,
+    pub topic: String,
+    /// The queues wanted; empty means every queue of the topic.
+    pub queues: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchOffsetsResponse {
+    pub offsets: Vec<QueueOffset>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueOffset {
+    pub queue: u32,
+    /// `None` when the group never committed for this queue.
+    pub offset: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListGroupsRequest {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListGroupsResponse {
+    pub groups: Vec<GroupSummary>,
+}
+
+/// A group's state, as in Kafka's tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum GroupState {
+    /// No live members (committed offsets may exist).
+    Empty = 0,
+    /// Members are switching to a new generation: some queues wait for their old owner.
+    Rebalancing = 1,
+    /// Every member consumes its assignment of the current generation.
+    Stable = 2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: GroupState,
+    pub members: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescribeGroupRequest {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: GroupState,
+    pub generation: u64,
+    pub members: Vec<MemberDescription>,
+    /// Every queue of every topic the group subscribes to or has committed offsets for.
+    pub offsets: Vec<GroupQueueOffset>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    /// The member's address as the broker sees its connection.
+    pub host: String,
+    pub subscriptions: Vec<Subscription>,
+    pub assignment: Vec<QueueRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupQueueOffset {
+    pub topic: String,
+    pub queue: u32,
+    pub committed: Option<u64>,
+    pub log_end_offset: u64,
+    /// `log_end_offset - committed`, or the whole queue (`log_end - log_start`) without a commit.
+    pub lag: u64,
+    /// The member consuming the queue now, if any.
+    pub owner: Option<String>,
+}
+
+/// Where a reset moves a group's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// The first offset at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetOffsetsRequest {
+    pub group: String,
+    /// The topic to reset; `None` resets every topic the group has offsets for.
+    pub topic: Option<String>,
+    pub to: OffsetSpec,
+    /// False computes and returns the plan only (a dry run); true also applies it.
+    pub execute: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetOffsetsResponse {
+    pub plan: Vec<OffsetResetEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetResetEntry {
+    pub topic: String,
+    pub queue: u32,
+    pub current: Option<u64>,
+    pub new: u64,
+}
