@@ -14,6 +14,7 @@ pub fn assign(
 ) -> Vec<Vec<QueueId>> {
     match strategy {
         AssignmentStrategy::Averagely => averagely(members.len(), queues),
+        AssignmentStrategy::AveragelyByCircle => by_circle(members.len(), queues),
     }
 }
 
@@ -31,6 +32,18 @@ fn averagely(members: usize, queues: &[QueueId]) -> Vec<Vec<QueueId>> {
         let count = base + usize::from(i < extra);
         out.push(queues[start..start + count].to_vec());
         start += count;
+    }
+    out
+}
+
+/// RocketMQ's `AllocateMessageQueueAveragelyByCircle`: queue j goes to member `j % members`.
+fn by_circle(members: usize, queues: &[QueueId]) -> Vec<Vec<QueueId>> {
+    let mut out = vec![Vec::new(); members];
+    if members == 0 {
+        return out;
+    }
+    for (j, queue) in queues.iter().enumerate() {
+        out[j % members].push(queue.clone());
     }
     out
 }
@@ -60,5 +73,57 @@ mod tests {
         let split = assign(AssignmentStrategy::Averagely, &members, &queues(2));
         let sizes: Vec<usize> = split.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![1, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn by_circle_deals_queues_round_the_members() {
+        let members: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let split = assign(AssignmentStrategy::AveragelyByCircle, &members, &queues(8));
+        let numbers: Vec<Vec<u32>> = split
+            .iter()
+            .map(|qs| qs.iter().map(|q| q.queue).collect())
+            .collect();
+        assert_eq!(numbers, vec![vec![0, 3, 6], vec![1, 4, 7], vec![2, 5]]);
+    }
+
+    #[test]
+    fn by_circle_with_more_members_than_queues_leaves_the_last_idle() {
+        let members: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+        let split = assign(AssignmentStrategy::AveragelyByCircle, &members, &queues(2));
+        let sizes: Vec<usize> = split.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn every_strategy_gives_each_queue_to_exactly_one_member() {
+        for strategy in [
+            AssignmentStrategy::Averagely,
+            AssignmentStrategy::AveragelyByCircle,
+        ] {
+            for member_count in 1..=7 {
+                for queue_count in 0..=20 {
+                    let members: Vec<String> =
+                        (0..member_count).map(|i| format!("m{i}")).collect();
+                    let split = assign(strategy, &members, &queues(queue_count));
+                    assert_eq!(split.len(), members.len(), "{strategy:?}");
+                    let mut all: Vec<QueueId> = split.concat();
+                    all.sort();
+                    assert_eq!(all, queues(queue_count), "{strategy:?} {member_count}");
+                    let sizes: Vec<usize> = split.iter().map(Vec::len).collect();
+                    let spread = sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0);
+                    assert!(spread <= 1, "{strategy:?} is unbalanced: {sizes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_members_take_nothing() {
+        for strategy in [
+            AssignmentStrategy::Averagely,
+            AssignmentStrategy::AveragelyByCircle,
+        ] {
+            assert!(assign(strategy, &[], &queues(3)).is_empty());
+        }
     }
 }

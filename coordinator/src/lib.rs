@@ -6,12 +6,15 @@
 //! the same interface serves clusters. It knows nothing of record bytes or sockets.
 
 pub mod assignment;
+pub mod clock;
 pub mod embedded;
 pub mod error;
+pub mod limits;
 pub mod types;
 
 use async_trait::async_trait;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::EmbeddedCoordinator;
 pub use error::{Error, Result};
 pub use types::*;

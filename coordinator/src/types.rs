@@ -101,6 +101,9 @@ pub enum AssignmentStrategy {
     /// RocketMQ's default: each member takes a contiguous block of the sorted queues.
     #[default]
     Averagely,
+    /// RocketMQ's `AllocateMessageQueueAveragelyByCircle`: queue j goes to member j % n, so
+    /// neighbouring queues land on different members.
+    AveragelyByCircle,
 }
 
 /// A group as the coordinator sees it.
