@@ -102,15 +102,15 @@ mod tests {
         ] {
             for member_count in 1..=7 {
                 for queue_count in 0..=20 {
-                    let members: Vec<String> =
-                        (0..member_count).map(|i| format!("m{i}")).collect();
+                    let members: Vec<String> = (0..member_count).map(|i| format!("m{i}")).collect();
                     let split = assign(strategy, &members, &queues(queue_count));
                     assert_eq!(split.len(), members.len(), "{strategy:?}");
                     let mut all: Vec<QueueId> = split.concat();
                     all.sort();
                     assert_eq!(all, queues(queue_count), "{strategy:?} {member_count}");
                     let sizes: Vec<usize> = split.iter().map(Vec::len).collect();
-                    let spread = sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0);
+                    let spread =
+                        sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0);
                     assert!(spread <= 1, "{strategy:?} is unbalanced: {sizes:?}");
                 }
             }

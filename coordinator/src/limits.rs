@@ -103,7 +103,9 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
         )));
     }
     if name == "." || name == ".." {
-        return Err(Error::InvalidArgument(format!("{kind} name may not be {name}")));
+        return Err(Error::InvalidArgument(format!(
+            "{kind} name may not be {name}"
+        )));
     }
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'-');
     if let Some(bad) = name.chars().find(|c| !(c.is_ascii() && allowed(*c as u8))) {
@@ -132,7 +134,13 @@ mod tests {
 
     #[test]
     fn names_accept_the_allowed_alphabet() {
-        for name in ["a", "orders", "%RETRY%group-1", "a.b_c-d", &"x".repeat(NAME_BYTES_MAX)] {
+        for name in [
+            "a",
+            "orders",
+            "%RETRY%group-1",
+            "a.b_c-d",
+            &"x".repeat(NAME_BYTES_MAX),
+        ] {
             assert!(check_group_name(name).is_ok(), "{name}");
             assert!(check_topic_name(name).is_ok(), "{name}");
         }
@@ -181,9 +189,10 @@ mod tests {
         let mut long_timeout = member();
         long_timeout.session_timeout = SESSION_TIMEOUT_MAX + Duration::from_secs(1);
         let mut long_expression = member();
-        long_expression
-            .subscriptions
-            .insert("t".into(), "x".repeat(SUBSCRIPTION_EXPRESSION_BYTES_MAX + 1));
+        long_expression.subscriptions.insert(
+            "t".into(),
+            "x".repeat(SUBSCRIPTION_EXPRESSION_BYTES_MAX + 1),
+        );
         for spec in [empty, long, bad_topic, short, long_timeout, long_expression] {
             assert!(
                 matches!(check_member_spec(&spec), Err(Error::InvalidArgument(_))),

@@ -139,8 +139,7 @@ impl Group {
         self.rebalance_due
             || self.expiry_due(now)
             || self.members.get(&spec.member_id).is_none_or(|m| {
-                m.spec.subscriptions != spec.subscriptions
-                    || m.spec.session_timeout != spec.session_timeout
+                !same_topics(&m.spec, spec) || m.spec.session_timeout != spec.session_timeout
             })
     }
 
@@ -183,7 +182,8 @@ impl Group {
     pub(crate) fn join_or_refresh(&mut self, spec: MemberSpec, now: Instant) {
         match self.members.get_mut(&spec.member_id) {
             Some(member) => {
-                if member.spec.subscriptions != spec.subscriptions {
+                // Targets depend on the subscribed topics only, not on tag expressions.
+                if !same_topics(&member.spec, &spec) {
                     self.rebalance_due = true;
                 }
                 member.spec = spec;
@@ -321,11 +321,9 @@ impl Group {
     fn phase(&self) -> GroupPhase {
         if self.members.is_empty() {
             GroupPhase::Empty
-        } else if self
-            .members
-            .values()
-            .all(|m| m.owned.len() == m.target.len() && m.target.iter().all(|q| m.owned.contains(q)))
-        {
+        } else if self.members.values().all(|m| {
+            m.owned.len() == m.target.len() && m.target.iter().all(|q| m.owned.contains(q))
+        }) {
             GroupPhase::Stable
         } else {
             GroupPhase::Rebalancing
@@ -337,6 +335,10 @@ impl Group {
     pub(crate) fn is_known(&self) -> bool {
         self.generation > 0 || !self.members.is_empty()
     }
+}
+
+fn same_topics(a: &MemberSpec, b: &MemberSpec) -> bool {
+    a.subscriptions.keys().eq(b.subscriptions.keys())
 }
 
 fn expired(member: &Member, now: Instant) -> bool {

@@ -305,7 +305,15 @@ impl Coordinator for EmbeddedCoordinator {
     }
 
     async fn brokers(&self) -> Result<Vec<BrokerInfo>> {
-        Ok(self.inner.state.lock().await.broker.iter().cloned().collect())
+        Ok(self
+            .inner
+            .state
+            .lock()
+            .await
+            .broker
+            .iter()
+            .cloned()
+            .collect())
     }
 
     async fn create_topic(&self, spec: TopicSpec) -> Result<TopicMetadata> {
@@ -368,7 +376,15 @@ impl Coordinator for EmbeddedCoordinator {
     }
 
     async fn topics(&self) -> Result<Vec<TopicMetadata>> {
-        Ok(self.inner.state.lock().await.topics.values().cloned().collect())
+        Ok(self
+            .inner
+            .state
+            .lock()
+            .await
+            .topics
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn heartbeat(

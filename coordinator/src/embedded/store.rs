@@ -151,7 +151,10 @@ fn check_group(name: &str, record: &GroupRecord) -> Result<(), String> {
     check_group_name(name).map_err(|e| e.to_string())?;
     for member in &record.members {
         if member.id.is_empty() || member.id.len() > MEMBER_FIELD_BYTES_MAX {
-            return Err(format!("group {name} has a member id of {} bytes", member.id.len()));
+            return Err(format!(
+                "group {name} has a member id of {} bytes",
+                member.id.len()
+            ));
         }
         if u128::from(member.session_timeout_ms) > SESSION_TIMEOUT_MAX.as_millis() {
             return Err(format!(
