@@ -4,6 +4,21 @@
 //! state (leader, leader epoch, ISR, version), and consumer-group membership and assignment.
 //! `EmbeddedCoordinator` is the single-node, file-backed default; an etcd implementation with
 //! the same interface serves clusters. It knows nothing of record bytes or sockets.
+//!
+//! # The consumer protocol
+//!
+//! A member heartbeats with the generation of the last answer it has *applied*: it consumes
+//! only the queues of that answer, and has committed and stopped every queue it had before
+//! that the answer lacks. An answer lists the queues the member owns and targets in the
+//! current generation; it can grow within a generation as other members release queues, and
+//! it never holds a queue another live member holds. A queue moves only after its previous
+//! owner confirms the new generation (or leaves, or its session expires), so two members never
+//! consume one queue at once — provided a member that cannot heartbeat for its session timeout
+//! stops consuming, as it would on losing a lease. `embedded/group.rs` states the rule in
+//! full; `tests/conformance` holds every implementation to it.
+//!
+//! `limits` holds the bounds every implementation enforces on names, queue counts, members
+//! and sessions; `clock` the time source, injectable for tests.
 
 pub mod assignment;
 pub mod clock;
@@ -30,7 +45,8 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     async fn brokers(&self) -> Result<Vec<BrokerInfo>>;
 
     /// Creates a topic and places its queues on live brokers, atomically: a concurrent create
-    /// of the same name fails with `TopicExists`.
+    /// of the same name fails with `TopicExists`. The name and queue count are checked against
+    /// `limits` (`InvalidArgument`); with no live broker it fails with `Unavailable`.
     async fn create_topic(&self, spec: TopicSpec) -> Result<TopicMetadata>;
 
     async fn delete_topic(&self, name: &str) -> Result<()>;
@@ -43,6 +59,11 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// may consume now. `generation` is the one the member last consumed in: when it equals
     /// the group's current generation, the member has released every queue it no longer owns,
     /// and those queues can move to their new owners.
+    ///
+    /// A join, a change of subscribed topics (not of tag expressions), a leave, an expiry, and
+    /// the creation or deletion of a subscribed topic each start a new generation and emit
+    /// `GroupRebalanced`. Names, member fields and the session timeout are checked against
+    /// `limits` (`InvalidArgument`).
     async fn heartbeat(
         &self,
         group: &str,
@@ -54,8 +75,12 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// session timeout.
     async fn leave_group(&self, group: &str, member_id: &str) -> Result<()>;
 
+    /// A group with its phase, generation and members (owned, target, confirmed generation);
+    /// `None` if it never had a member.
     async fn group(&self, group: &str) -> Result<Option<GroupMetadata>>;
 
+    /// Every group that ever had a member, including `Empty` ones: they keep their generation
+    /// (and the broker their committed offsets).
     async fn groups(&self) -> Result<Vec<GroupMetadata>>;
 
     /// Checks that `member_id` is a live member of `group` in `generation` (offset-commit

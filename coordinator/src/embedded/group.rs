@@ -344,3 +344,157 @@ fn same_topics(a: &MemberSpec, b: &MemberSpec) -> bool {
 fn expired(member: &Member, now: Instant) -> bool {
     now.saturating_duration_since(member.last_seen) >= member.spec.session_timeout
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::types::QueueState;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn topics(name: &str, queues: u32) -> BTreeMap<String, TopicMetadata> {
+        let queues = (0..queues)
+            .map(|queue| QueueState {
+                queue,
+                leader: 1,
+                leader_epoch: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                version: 0,
+            })
+            .collect();
+        BTreeMap::from([(
+            name.to_owned(),
+            TopicMetadata {
+                name: name.to_owned(),
+                config: BTreeMap::new(),
+                internal: false,
+                queues,
+            },
+        )])
+    }
+
+    fn spec(id: &str) -> MemberSpec {
+        MemberSpec {
+            member_id: id.into(),
+            client_id: id.into(),
+            host: "h".into(),
+            subscriptions: BTreeMap::from([("t".to_owned(), "*".to_owned())]),
+            session_timeout: TIMEOUT,
+        }
+    }
+
+    /// A heartbeat as the coordinator applies it.
+    fn beat(g: &mut Group, id: &str, generation: Option<u64>, now: Instant) -> Vec<QueueId> {
+        let topics = topics("t", 4);
+        g.expire(now);
+        g.join_or_refresh(spec(id), now);
+        g.rebalance_if_due(&topics);
+        g.confirm(id, generation);
+        g.settle(now);
+        g.answer(id)
+    }
+
+    #[test]
+    fn a_session_expires_at_its_timeout_not_before() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        beat(&mut g, "a", None, t0);
+        assert_eq!(g.expire(t0 + TIMEOUT - Duration::from_millis(1)), 0);
+        assert_eq!(g.expire(t0 + TIMEOUT), 1);
+        assert!(g.rebalance_due());
+    }
+
+    #[test]
+    fn the_record_keeps_live_and_previous_members_with_their_timeouts() {
+        let t0 = Instant::now();
+        let record = GroupRecord {
+            generation: 5,
+            strategy: AssignmentStrategy::AveragelyByCircle,
+            members: vec![MemberRecord {
+                id: "gone".into(),
+                session_timeout_ms: 30_000,
+            }],
+        };
+        let mut g = Group::restore(record, t0);
+        assert_eq!(g.generation(), 5);
+        beat(&mut g, "a", None, t0);
+        let record = g.record();
+        assert_eq!(record.generation, 6);
+        assert_eq!(record.strategy, AssignmentStrategy::AveragelyByCircle);
+        let members: Vec<(&str, u64)> = record
+            .members
+            .iter()
+            .map(|m| (m.id.as_str(), m.session_timeout_ms))
+            .collect();
+        assert_eq!(members, vec![("a", 10_000), ("gone", 30_000)]);
+    }
+
+    #[test]
+    fn a_restored_group_grants_nothing_until_previous_members_are_accounted_for() {
+        let t0 = Instant::now();
+        let record = GroupRecord {
+            generation: 2,
+            strategy: AssignmentStrategy::Averagely,
+            members: vec![
+                MemberRecord {
+                    id: "a".into(),
+                    session_timeout_ms: 10_000,
+                },
+                MemberRecord {
+                    id: "b".into(),
+                    session_timeout_ms: 20_000,
+                },
+            ],
+        };
+        let mut g = Group::restore(record, t0);
+        assert!(beat(&mut g, "a", Some(2), t0).is_empty());
+        assert!(
+            beat(&mut g, "a", Some(3), t0).is_empty(),
+            "b is unaccounted for"
+        );
+        // b leaves without having rejoined: it promises it stopped.
+        g.leave("b");
+        assert_eq!(beat(&mut g, "a", Some(3), t0).len(), 4);
+    }
+
+    #[test]
+    fn a_previous_member_is_presumed_stopped_after_its_timeout() {
+        let t0 = Instant::now();
+        let record = GroupRecord {
+            generation: 2,
+            strategy: AssignmentStrategy::Averagely,
+            members: vec![MemberRecord {
+                id: "b".into(),
+                session_timeout_ms: 10_000,
+            }],
+        };
+        let mut g = Group::restore(record, t0);
+        let t1 = t0 + Duration::from_secs(6);
+        assert!(beat(&mut g, "a", None, t1).is_empty());
+        assert!(g.expiry_due(t0 + TIMEOUT));
+        assert_eq!(beat(&mut g, "a", Some(3), t0 + TIMEOUT).len(), 4);
+    }
+
+    #[test]
+    fn an_unconfirmed_member_keeps_what_it_loses_and_answers_only_its_target() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        assert_eq!(beat(&mut g, "a", None, t0).len(), 4);
+        assert!(beat(&mut g, "b", None, t0).is_empty());
+        let generation = g.generation();
+        // a reports an older generation: told to keep 0-1, still holding 2-3.
+        assert_eq!(beat(&mut g, "a", Some(generation - 1), t0).len(), 2);
+        let described = g.describe("g");
+        assert_eq!(described.phase, GroupPhase::Rebalancing);
+        assert_eq!(described.members[0].owned.len(), 4);
+        assert_eq!(described.members[0].target.len(), 2);
+        assert!(beat(&mut g, "b", Some(generation), t0).is_empty());
+        // a confirms: 2-3 go to b at once.
+        beat(&mut g, "a", Some(generation), t0);
+        assert_eq!(g.describe("g").members[1].owned.len(), 2);
+        assert_eq!(g.describe("g").phase, GroupPhase::Stable);
+    }
+}
