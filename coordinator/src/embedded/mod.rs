@@ -8,7 +8,9 @@
 //!
 //! All state sits behind one async mutex that is held across the durable write of a change:
 //! a new generation is on disk before any member or event can see it, so generations never
-//! repeat, even across a crash. Writes run on tokio's blocking pool.
+//! repeat, even across a crash. Writes run on tokio's blocking pool; a caller that stops
+//! waiting (a dropped future) leaves memory unchanged, and its write, if it still lands, is
+//! ordered before any later one (`store::Files`), so a file never goes back in time.
 //!
 //! Sessions expire lazily at the start of every group call, and a background reaper (started
 //! by `open` inside a tokio runtime) runs `expire_sessions` every `REAPER_PERIOD`, so a
@@ -18,8 +20,7 @@ mod group;
 mod store;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -53,12 +54,10 @@ pub struct EmbeddedCoordinator {
 
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
+    files: store::Files,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     events: broadcast::Sender<CoordinatorEvent>,
-    /// Held (flock) while this coordinator lives.
-    _lock: File,
 }
 
 #[derive(Debug, Default)]
@@ -88,18 +87,17 @@ impl EmbeddedCoordinator {
         dir: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
     ) -> Result<EmbeddedCoordinator> {
-        let dir = dir.as_ref().to_path_buf();
-        let lock = store::open_dir(&dir)?;
-        let topics = store::load_topics(&dir)?;
+        let files = store::Files::open(dir.as_ref())?;
+        let topics = store::load_topics(files.dir())?;
         let now = clock.now();
-        let groups = store::load_groups(&dir)?
+        let groups = store::load_groups(files.dir())?
             .into_iter()
             .map(|(name, record)| (name, Group::restore(record, now)))
             .collect();
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         Ok(EmbeddedCoordinator {
             inner: Arc::new(Inner {
-                dir,
+                files,
                 clock,
                 state: Mutex::new(State {
                     broker: None,
@@ -107,7 +105,6 @@ impl EmbeddedCoordinator {
                     groups,
                 }),
                 events,
-                _lock: lock,
             }),
             reaper: None,
         })
@@ -115,7 +112,7 @@ impl EmbeddedCoordinator {
 
     /// The directory holding the state files.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        self.inner.files.dir()
     }
 
     /// Removes every member silent for its session timeout, rebalancing its group, and hands
@@ -218,7 +215,7 @@ impl Inner {
                 records.insert(name.clone(), next.record());
             }
             let bytes = store::encode_groups(records);
-            store::write_atomically(&self.dir, store::GROUPS_FILE, bytes).await?;
+            self.files.replace(store::GROUPS_FILE, bytes).await?;
         }
         for (name, next) in changed {
             let before = state.groups.get(&name).map_or(0, Group::generation);
@@ -262,7 +259,9 @@ impl Inner {
     }
 
     async fn write_topics(&self, topics: &BTreeMap<String, TopicMetadata>) -> Result<()> {
-        store::write_atomically(&self.dir, store::TOPICS_FILE, store::encode_topics(topics)).await
+        self.files
+            .replace(store::TOPICS_FILE, store::encode_topics(topics))
+            .await
     }
 }
 

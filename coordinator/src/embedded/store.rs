@@ -21,7 +21,11 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,8 +66,7 @@ struct GroupsFile {
     groups: BTreeMap<String, GroupRecord>,
 }
 
-/// Creates `dir` if needed (durably) and takes its lock; the lock lasts as long as the file.
-pub(crate) fn open_dir(dir: &Path) -> Result<File> {
+fn lock_dir(dir: &Path) -> Result<File> {
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(|cause| io(dir, cause))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -184,21 +187,90 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(value).expect("coordinator state serialises to JSON")
 }
 
-/// Replaces `<dir>/<name>` with `bytes` atomically and durably, off the async worker threads
-/// when a tokio runtime is running (fsync blocks).
-pub(crate) async fn write_atomically(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> {
-    let path = dir.join(name);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return write_atomically_blocking(dir, name, &bytes);
-    };
-    let (dir, name) = (dir.to_path_buf(), name.to_owned());
-    runtime
-        .spawn_blocking(move || write_atomically_blocking(&dir, &name, &bytes))
-        .await
-        .unwrap_or_else(|join| {
-            let cause = std::io::Error::other(format!("the write task failed: {join}"));
-            Err(io(&path, cause))
+/// The open state directory: its lock, and the writer of its files.
+///
+/// Writes run on tokio's blocking pool and outlive a caller that stops waiting for them (a
+/// dropped future), so two may overlap. Each write carries a sequence number taken in the
+/// order the coordinator decided the states (under its state lock); a write older than the
+/// last one written is skipped, so a file never goes back to an older state. Every write holds
+/// the directory lock, so a new coordinator cannot open the directory before the writes of
+/// a dropped one have finished.
+#[derive(Debug)]
+pub(crate) struct Files {
+    dir: PathBuf,
+    lock: Arc<File>,
+    sequence: AtomicU64,
+    /// The sequence number of the last write of each file.
+    written: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Files {
+    /// Creates `dir` if needed (durably) and takes its lock.
+    pub(crate) fn open(dir: &Path) -> Result<Files> {
+        Ok(Files {
+            dir: dir.to_path_buf(),
+            lock: Arc::new(lock_dir(dir)?),
+            sequence: AtomicU64::new(0),
+            written: Arc::new(Mutex::new(BTreeMap::new())),
         })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Replaces `<dir>/<name>` with `bytes` atomically and durably, off the async worker
+    /// threads when a tokio runtime is running (fsync blocks).
+    pub(crate) async fn replace(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let write = self.prepare(name, bytes);
+        let path = self.dir.join(name);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return write.run();
+        };
+        runtime
+            .spawn_blocking(move || write.run())
+            .await
+            .unwrap_or_else(|join| {
+                let cause = std::io::Error::other(format!("the write task failed: {join}"));
+                Err(io(&path, cause))
+            })
+    }
+
+    /// A write of `bytes` to `<dir>/<name>`, ordered after every write prepared before it.
+    fn prepare(&self, name: &str, bytes: Vec<u8>) -> PendingWrite {
+        PendingWrite {
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            dir: self.dir.clone(),
+            name: name.to_owned(),
+            bytes,
+            _lock: self.lock.clone(),
+            written: self.written.clone(),
+        }
+    }
+}
+
+/// One prepared file replacement; see `Files`.
+struct PendingWrite {
+    sequence: u64,
+    dir: PathBuf,
+    name: String,
+    bytes: Vec<u8>,
+    /// Keeps the directory locked until the write is done.
+    _lock: Arc<File>,
+    written: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl PendingWrite {
+    fn run(self) -> Result<()> {
+        let mut written = self.written.lock();
+        let last = written.entry(self.name.clone()).or_default();
+        if *last > self.sequence {
+            return Ok(());
+        }
+        write_atomically_blocking(&self.dir, &self.name, &self.bytes)?;
+        *last = self.sequence;
+        Ok(())
+    }
 }
 
 fn write_atomically_blocking(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
@@ -249,5 +321,40 @@ fn corrupt(path: &Path, reason: String) -> Error {
     Error::Corrupt {
         path: path.to_path_buf(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_overtaken_by_a_later_one_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::open(dir.path()).expect("open");
+        let older = files.prepare(GROUPS_FILE, b"older".to_vec());
+        let newer = files.prepare(GROUPS_FILE, b"newer".to_vec());
+        let other = files.prepare(TOPICS_FILE, b"topics".to_vec());
+        newer.run().expect("newer");
+        older.run().expect("older");
+        other.run().expect("other file");
+        let read = |name| std::fs::read(dir.path().join(name)).expect("read");
+        assert_eq!(read(GROUPS_FILE), b"newer");
+        assert_eq!(read(TOPICS_FILE), b"topics");
+        assert!(!dir.path().join("groups.json.tmp").exists());
+    }
+
+    #[test]
+    fn pending_writes_keep_the_directory_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::open(dir.path()).expect("open");
+        let pending = files.prepare(GROUPS_FILE, b"{}".to_vec());
+        drop(files);
+        assert!(
+            Files::open(dir.path()).is_err(),
+            "opened under a pending write"
+        );
+        pending.run().expect("write");
+        Files::open(dir.path()).expect("open after the write");
     }
 }
