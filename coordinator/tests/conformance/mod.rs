@@ -8,7 +8,6 @@
 //! `Harness::advance`, always by clear margins (half a timeout, or a timeout plus
 //! `MARGIN`), so it does not depend on how precisely an implementation measures time.
 
-
 mod churn;
 mod groups;
 mod topics;
