@@ -22,6 +22,8 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 
+pub use connection::{Connection, ConnectionConfig, InboundHandler};
 pub use error::{DecodeError, Error, ErrorCode, Result, ServiceError};
 pub use message::{Message, MessageId, ReceivedMessage};
+pub use server::{Server, ServerConfig};
 pub use service::{Peer, RequestContext, Service};

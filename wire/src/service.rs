@@ -75,7 +75,6 @@ pub struct Peer {
 }
 
 impl Peer {
-    #[allow(dead_code)] // until the connection module hands out peers
     pub(crate) fn new(channel: Arc<dyn PeerChannel>) -> Peer {
         Peer {
             channel: Some(channel),

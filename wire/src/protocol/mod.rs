@@ -40,6 +40,10 @@ pub const NAME_BYTES_MAX: usize = 255;
 /// allocates.
 pub const LIST_LEN_MAX: usize = 100_000;
 
+/// The most elements all the lists of one body may hold together (nested lists included), so
+/// that a frame of many short lists cannot make a decoder allocate far more than its size.
+pub const BODY_ELEMENTS_MAX: usize = 2 * LIST_LEN_MAX;
+
 /// What the byte after the length prefix says the frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -104,6 +108,12 @@ impl ApiKey {
     /// The versions of this API this build speaks, lowest and highest.
     pub fn versions(self) -> (u16, u16) {
         (0, 0)
+    }
+
+    /// Whether this build speaks `version` of this API.
+    pub fn supports_version(self, version: u16) -> bool {
+        let (lowest, highest) = self.versions();
+        (lowest..=highest).contains(&version)
     }
 }
 
@@ -273,6 +283,54 @@ impl Request {
             Request::ResetOffsets(_) => ApiKey::ResetOffsets,
             Request::OffsetForTime(_) => ApiKey::OffsetForTime,
             Request::NotifyAssignment(_) => ApiKey::NotifyAssignment,
+        }
+    }
+}
+
+impl Response {
+    /// Whether this response is the kind that answers a request for `api_key`.
+    pub fn answers(&self, api_key: ApiKey) -> bool {
+        matches!(
+            (api_key, self),
+            (
+                ApiKey::DeleteTopic
+                    | ApiKey::LeaveGroup
+                    | ApiKey::CommitOffsets
+                    | ApiKey::NotifyAssignment,
+                Response::Empty
+            ) | (ApiKey::ApiVersions, Response::ApiVersions(_))
+                | (ApiKey::Send, Response::Send(_))
+                | (ApiKey::Pull, Response::Pull(_))
+                | (ApiKey::CreateTopic, Response::CreateTopic(_))
+                | (ApiKey::ListTopics, Response::ListTopics(_))
+                | (ApiKey::DescribeTopic, Response::DescribeTopic(_))
+                | (ApiKey::QueryRoute, Response::QueryRoute(_))
+                | (ApiKey::Heartbeat, Response::Heartbeat(_))
+                | (ApiKey::FetchOffsets, Response::FetchOffsets(_))
+                | (ApiKey::ListGroups, Response::ListGroups(_))
+                | (ApiKey::DescribeGroup, Response::DescribeGroup(_))
+                | (ApiKey::ResetOffsets, Response::ResetOffsets(_))
+                | (ApiKey::OffsetForTime, Response::OffsetForTime(_))
+        )
+    }
+
+    /// The variant's name, for logs and error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Empty => "Empty",
+            Response::ApiVersions(_) => "ApiVersions",
+            Response::Send(_) => "Send",
+            Response::Pull(_) => "Pull",
+            Response::CreateTopic(_) => "CreateTopic",
+            Response::ListTopics(_) => "ListTopics",
+            Response::DescribeTopic(_) => "DescribeTopic",
+            Response::QueryRoute(_) => "QueryRoute",
+            Response::Heartbeat(_) => "Heartbeat",
+            Response::FetchOffsets(_) => "FetchOffsets",
+            Response::ListGroups(_) => "ListGroups",
+            Response::DescribeGroup(_) => "DescribeGroup",
+            Response::ResetOffsets(_) => "ResetOffsets",
+            Response::OffsetForTime(_) => "OffsetForTime",
         }
     }
 }
