@@ -1,0 +1,341 @@
+//! The broker's settings: what a `runnel broker` TOML file holds, with a default for every
+//! field, and how they become `log-core` settings.
+//!
+//! ```toml
+//! broker_id = 0
+//! listen = "127.0.0.1:10911"
+//! data_dir = "./data"
+//! flush = "interval:1s"        # "os" | "every-write" | "interval:<humantime>"
+//! retention = "7d"
+//! max_message_bytes = 4194304
+//! ```
+//!
+//! Unknown fields are rejected, so a misspelt setting fails loudly instead of silently
+//! keeping its default.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use log_core::{FlushPolicy, LogConfig, ManagerConfig};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default address the broker listens on for clients.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:10911";
+/// Default address of the metrics HTTP endpoint.
+pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:10912";
+/// Default largest `Send` payload: RocketMQ's `maxMessageSize`, applied to a request's batches.
+pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = 4 << 20;
+/// Default number of queues of the consumer-offsets topic when the broker creates it.
+pub const OFFSETS_QUEUES_DEFAULT: u32 = 8;
+/// The most queues the consumer-offsets topic may be created with.
+pub const OFFSETS_QUEUES_MAX: u32 = 256;
+/// Default records an offsets queue gains between two compacting snapshots.
+pub const OFFSETS_COMPACT_RECORDS_DEFAULT: u64 = 100_000;
+/// Default period of the task that refreshes the `runnel_group_lag` gauge.
+pub const GROUP_LAG_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
+
+/// When appended messages reach the disk; what survives a power cut is documented on
+/// `log_core::FlushPolicy`. Written `os`, `every-write` or `interval:<duration>` (humantime
+/// syntax, e.g. `interval:500ms`; `interval=<duration>` as `runnel log append` spells it is
+/// accepted too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Flush {
+    /// The kernel writes back; a process crash loses nothing, a power cut may.
+    #[default]
+    Os,
+    /// Every append is synced before it is acknowledged (appends waiting together share one
+    /// `fdatasync`).
+    EveryWrite,
+    /// A background flusher syncs every log at this period.
+    Interval(Duration),
+}
+
+impl Flush {
+    pub fn policy(self) -> FlushPolicy {
+        match self {
+            Flush::Os => FlushPolicy::Os,
+            Flush::EveryWrite => FlushPolicy::EveryWrite,
+            Flush::Interval(period) => FlushPolicy::Interval(period),
+        }
+    }
+}
+
+impl FromStr for Flush {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Flush, String> {
+        match spec {
+            "os" => Ok(Flush::Os),
+            "every-write" => Ok(Flush::EveryWrite),
+            _ => {
+                let period = spec
+                    .strip_prefix("interval:")
+                    .or_else(|| spec.strip_prefix("interval="))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown flush policy {spec:?}: expected os, every-write or \
+                             interval:<duration>"
+                        )
+                    })?;
+                let period = humantime::parse_duration(period.trim())
+                    .map_err(|e| format!("flush interval {period:?}: {e}"))?;
+                if period.is_zero() {
+                    return Err("flush interval must be positive; use every-write to sync \
+                                every append"
+                        .into());
+                }
+                Ok(Flush::Interval(period))
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for Flush {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<Flush, String> {
+        spec.parse()
+    }
+}
+
+impl fmt::Display for Flush {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Flush::Os => f.write_str("os"),
+            Flush::EveryWrite => f.write_str("every-write"),
+            Flush::Interval(period) => {
+                write!(f, "interval:{}", humantime::format_duration(*period))
+            }
+        }
+    }
+}
+
+/// Everything a broker is configured with. Every field has a default (see each field).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// This broker's id in the cluster. Default 0.
+    pub broker_id: u32,
+    /// `host:port` the binary listens on for clients; also the address clients are told to
+    /// connect to unless `advertised_address` is set. Default `127.0.0.1:10911`.
+    pub listen: String,
+    /// The `host:port` route answers give clients, when it differs from `listen` (a wildcard
+    /// listen address, NAT, containers). Default: none.
+    pub advertised_address: Option<String>,
+    /// Root of the broker's files: message logs in `logs/`, internal topics (consumer
+    /// offsets) in `internal/`, coordinator state in `meta/`. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Flush policy of every log. Default `os`.
+    pub flush: Flush,
+    /// Roll a queue's active segment when it would grow past this many bytes. Default 1 GiB.
+    pub segment_bytes: u64,
+    /// Delete sealed segments whose newest message is older than this (humantime syntax).
+    /// Default `7d`.
+    #[serde(with = "humantime_duration")]
+    pub retention: Duration,
+    /// Delete a queue's oldest sealed segments while it holds more than this. Default: no limit.
+    pub retention_bytes: Option<u64>,
+    /// The largest `Send` payload (its batches together) the broker accepts; larger sends are
+    /// answered `MessageTooLarge`. Also the largest single batch a log accepts. Default 4 MiB.
+    pub max_message_bytes: u32,
+    /// `host:port` of the metrics HTTP endpoint the binary serves. Default `127.0.0.1:10912`.
+    pub admin_listen: Option<String>,
+    /// Queues of the consumer-offsets topic when this broker creates it; an existing topic
+    /// keeps its count (groups are hashed onto its queues). Default 8.
+    pub offsets_queues: u32,
+    /// Records an offsets queue may gain after its last snapshot before it is compacted
+    /// (once they also pass twice its live offsets). Default 100000.
+    pub offsets_compact_records: u64,
+    /// How often the `runnel_group_lag` gauge is refreshed for every group (humantime
+    /// syntax). Default `10s`.
+    #[serde(with = "humantime_duration")]
+    pub group_lag_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            broker_id: 0,
+            listen: LISTEN_DEFAULT.to_owned(),
+            advertised_address: None,
+            data_dir: PathBuf::from("./data"),
+            flush: Flush::Os,
+            segment_bytes: log_core::log::SEGMENT_BYTES_DEFAULT,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retention_bytes: None,
+            max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
+            admin_listen: Some(ADMIN_LISTEN_DEFAULT.to_owned()),
+            offsets_queues: OFFSETS_QUEUES_DEFAULT,
+            offsets_compact_records: OFFSETS_COMPACT_RECORDS_DEFAULT,
+            group_lag_interval: GROUP_LAG_INTERVAL_DEFAULT,
+        }
+    }
+}
+
+/// Segment size of the internal topics: small, so compaction by snapshot frees disk soon.
+const INTERNAL_SEGMENT_BYTES: u64 = 16 << 20;
+/// Preallocation of the internal topics' segments: they grow slowly.
+const INTERNAL_PREALLOCATE_BYTES: u64 = 1 << 20;
+/// Index files of the internal topics' active segments.
+const INTERNAL_INDEX_MAX_BYTES: usize = 1 << 20;
+
+impl BrokerConfig {
+    /// The address clients are told to connect to.
+    pub fn advertised(&self) -> &str {
+        self.advertised_address.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// Where the coordinator of a single-node broker keeps its state.
+    pub fn meta_dir(&self) -> PathBuf {
+        self.data_dir.join("meta")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    pub fn internal_dir(&self) -> PathBuf {
+        self.data_dir.join("internal")
+    }
+
+    /// Checks what serde cannot: ranges and the settings `log-core` validates.
+    pub fn validate(&self) -> Result<()> {
+        if self.listen.trim().is_empty() {
+            return Err(Error::Config("listen must not be empty".into()));
+        }
+        if self.offsets_queues == 0 || self.offsets_queues > OFFSETS_QUEUES_MAX {
+            return Err(Error::Config(format!(
+                "offsets_queues must be in 1..={OFFSETS_QUEUES_MAX}, got {}",
+                self.offsets_queues
+            )));
+        }
+        if self.offsets_compact_records == 0 {
+            return Err(Error::Config(
+                "offsets_compact_records must be positive".into(),
+            ));
+        }
+        if self.group_lag_interval.is_zero() {
+            return Err(Error::Config("group_lag_interval must be positive".into()));
+        }
+        let frame_max = wire::protocol::FRAME_BYTES_MAX;
+        if self.max_message_bytes as usize >= frame_max {
+            return Err(Error::Config(format!(
+                "max_message_bytes {} must be below the frame limit {frame_max}",
+                self.max_message_bytes
+            )));
+        }
+        self.log_config()
+            .validate()
+            .and_then(|()| self.internal_log_config().validate())
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Settings of every message queue's log.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            flush: self.flush.policy(),
+            retention_age: Some(self.retention),
+            retention_bytes: self.retention_bytes,
+            max_batch_bytes: self.max_message_bytes as usize,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Settings of the internal topics' logs: never deleted by retention (the consumer-offsets
+    /// topic is compacted by snapshot instead), small segments, the broker's flush policy.
+    pub fn internal_log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: INTERNAL_SEGMENT_BYTES,
+            segment_age: None,
+            index_max_bytes: INTERNAL_INDEX_MAX_BYTES,
+            flush: self.flush.policy(),
+            retention_age: None,
+            retention_bytes: None,
+            preallocate_bytes: INTERNAL_PREALLOCATE_BYTES,
+            ..LogConfig::default()
+        }
+    }
+
+    pub(crate) fn manager_config(&self) -> ManagerConfig {
+        ManagerConfig {
+            default_log: self.log_config(),
+            ..ManagerConfig::default()
+        }
+    }
+
+    pub(crate) fn internal_manager_config(&self) -> ManagerConfig {
+        ManagerConfig {
+            default_log: self.internal_log_config(),
+            ..ManagerConfig::default()
+        }
+    }
+}
+
+/// Durations written in humantime syntax (`7d`, `500ms`, `1h 30m`).
+mod humantime_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_specs_parse() {
+        assert_eq!("os".parse::<Flush>(), Ok(Flush::Os));
+        assert_eq!("every-write".parse::<Flush>(), Ok(Flush::EveryWrite));
+        assert_eq!(
+            "interval:250ms".parse::<Flush>(),
+            Ok(Flush::Interval(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            "interval=2s".parse::<Flush>(),
+            Ok(Flush::Interval(Duration::from_secs(2)))
+        );
+        for bad in ["", "always", "interval:", "interval:0s", "interval:soon"] {
+            assert!(bad.parse::<Flush>().is_err(), "{bad:?}");
+        }
+        let round = Flush::Interval(Duration::from_millis(1500));
+        assert_eq!(round.to_string().parse::<Flush>(), Ok(round));
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let config = BrokerConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.advertised(), LISTEN_DEFAULT);
+        assert_eq!(config.log_config().max_batch_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_rejected() {
+        let config = BrokerConfig {
+            offsets_queues: 0,
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = BrokerConfig {
+            segment_bytes: 0,
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = BrokerConfig {
+            max_message_bytes: 10,
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

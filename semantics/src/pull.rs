@@ -1,0 +1,126 @@
+//! `Pull` with long polling, and `OffsetForTime`.
+//!
+//! A pull reads whole batches as stored, from the batch holding `offset` up to the high
+//! watermark (on one node, the log end), on a blocking thread. With nothing to return and a
+//! wait allowed, it long-polls: it waits on the queue's `watch` channel, which the queue's
+//! single writer signals after every append (`QueueHandle::append_blocking`), until an append
+//! lands, the wait expires, the topic is deleted or the broker closes. There is no sleep loop
+//! and no lost wake-up: the pull subscribes to the channel before its first read, so an append
+//! that lands between that read and the wait has already marked the channel changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use log_core::Offset;
+use wire::protocol::{
+    OffsetForTimeRequest, OffsetForTimeResponse, PullRequest, PullResponse, PULL_BYTES_MAX,
+    PULL_WAIT_MS_MAX,
+};
+use wire::{ErrorCode, ServiceError};
+
+use crate::broker::Broker;
+use crate::error;
+use crate::metrics::LongPollWaiting;
+use crate::queue::QueueHandle;
+
+impl Broker {
+    pub(crate) async fn pull(&self, request: PullRequest) -> Result<PullResponse, ServiceError> {
+        let queue = self.queue(&request.topic, request.queue)?;
+        let max_bytes = request.max_bytes.min(PULL_BYTES_MAX) as usize;
+        let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(PULL_WAIT_MS_MAX)));
+        let from = Offset(request.offset);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut appended = queue.subscribe();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut waiting: Option<LongPollWaiting> = None;
+        loop {
+            if queue.is_gone() {
+                return Err(error::unknown_topic(&queue.topic));
+            }
+            let response = read(&queue, from, max_bytes).await?;
+            if !response.batches.is_empty() {
+                crate::metrics::pulled(&queue.topic, from, &response.batches);
+                return Ok(response);
+            }
+            if wait.is_zero() || *shutdown.borrow() {
+                return Ok(response);
+            }
+            waiting.get_or_insert_with(LongPollWaiting::start);
+            tokio::select! {
+                changed = appended.changed() => {
+                    if changed.is_err() {
+                        return Ok(response);
+                    }
+                }
+                _ = shutdown.changed() => return Ok(empty(&queue)),
+                () = tokio::time::sleep_until(deadline) => return Ok(empty(&queue)),
+            }
+        }
+    }
+
+    pub(crate) async fn offset_for_time(
+        &self,
+        request: OffsetForTimeRequest,
+    ) -> Result<OffsetForTimeResponse, ServiceError> {
+        let queue = self.queue(&request.topic, request.queue)?;
+        let offset = offset_for_time(&queue, request.timestamp).await?;
+        Ok(OffsetForTimeResponse { offset: offset.0 })
+    }
+}
+
+/// The first offset at or after `timestamp` (from the time index), or the readable end when
+/// every message is older.
+pub(crate) async fn offset_for_time(
+    queue: &Arc<QueueHandle>,
+    timestamp: i64,
+) -> Result<Offset, ServiceError> {
+    let reader = Arc::clone(queue);
+    let found = tokio::task::spawn_blocking(move || reader.log.offset_for_timestamp(timestamp))
+        .await
+        .map_err(|e| error::task_failed("time index lookup", e))?
+        .map_err(|e| error::storage(&e, &queue.topic, queue.queue))?;
+    let end = queue.readable_end();
+    Ok(found.map_or(end, |(offset, _)| offset.min(end)))
+}
+
+/// Reads what is readable at `from`: an offset outside `[log start, log end]` is
+/// `OffsetOutOfRange`; at the readable end the answer is empty without touching the disk.
+async fn read(
+    queue: &Arc<QueueHandle>,
+    from: Offset,
+    max_bytes: usize,
+) -> Result<PullResponse, ServiceError> {
+    let (start, end) = (queue.log_start(), queue.log.log_end_offset());
+    if from < start || from > end {
+        return Err(ServiceError::new(
+            ErrorCode::OffsetOutOfRange,
+            format!(
+                "offset {from} of {}-{} is outside the stored range [{start}, {end}]",
+                queue.topic, queue.queue
+            ),
+        ));
+    }
+    if from >= queue.readable_end() {
+        return Ok(empty(queue));
+    }
+    let reader = Arc::clone(queue);
+    let read = tokio::task::spawn_blocking(move || {
+        reader.log.read(from, max_bytes, reader.readable_end())
+    })
+    .await
+    .map_err(|e| error::task_failed("pull", e))?
+    .map_err(|e| error::storage(&e, &queue.topic, queue.queue))?;
+    Ok(PullResponse {
+        log_start_offset: read.log_start.0,
+        log_end_offset: read.high_watermark.0,
+        batches: read.records,
+    })
+}
+
+fn empty(queue: &QueueHandle) -> PullResponse {
+    PullResponse {
+        log_start_offset: queue.log_start().0,
+        log_end_offset: queue.readable_end().0,
+        batches: bytes::Bytes::new(),
+    }
+}
