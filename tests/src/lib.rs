@@ -1,5 +1,47 @@
-//! Runnel's cross-crate scenarios: tests that start real `runnel` processes (and, for the
-//! cluster, a real etcd) on loopback with temporary data directories.
+//! The harness for multi-process tests: build and start real `runnel broker` processes on
+//! free loopback ports with temporary data directories, stop them gracefully (SIGTERM) or
+//! not (SIGKILL), and restart them on the same address.
 //!
-//! The layering check lives here too: `tests/layering.rs` reads `cargo metadata` and fails when
-//! a crate gains a dependency edge the architecture does not allow.
+//! A broker announces readiness by printing `listening on ADDR` on its first stdout line, so
+//! the harness binds port 0 and learns the port instead of guessing a free one.
+
+pub mod broker;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long any awaited event may take before a test fails: generous, because CI machines
+/// stall; a healthy run takes milliseconds to seconds.
+pub const AWAIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `runnel` binary of this build, built once per test process (`cargo test -p tests`
+/// alone would not build another package's binary).
+pub fn runnel_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "tools", "--bin", "runnel"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the runnel binary failed");
+        // Test binaries live in target/<profile>/deps; the runnel binary one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target dir");
+        let bin = profile_dir.join("runnel");
+        assert!(bin.exists(), "no runnel binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}

@@ -12,8 +12,10 @@
 //! 2  the command could not run: bad arguments, missing or unreadable log, I/O failure
 //! ```
 
+mod broker_cmd;
 mod log_cmd;
 mod shutdown;
+mod time_spec;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker (embedded coordinator; data in ./data; clients on 127.0.0.1:10911).
+    Broker(broker_cmd::BrokerArgs),
     /// Work with a partition log directory directly, without a broker (uses only log-core).
     Log(log_cmd::LogArgs),
 }
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Broker(args) => broker_cmd::run(args),
         Command::Log(args) => log_cmd::run(args),
     };
     match result {

@@ -29,9 +29,9 @@ use log_core::{
 use serde::Serialize;
 
 use super::tail::{self, FileTail, StartAt};
-use super::time_spec::system_time_ms;
 use super::{human_bytes, DirArg};
 use crate::shutdown::Shutdown;
+use crate::time_spec::system_time_ms;
 
 /// Records per batch at most.
 const BATCH_RECORDS_MAX: usize = 1000;

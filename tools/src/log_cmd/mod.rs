@@ -15,7 +15,6 @@ mod json;
 mod read;
 mod stats;
 mod tail;
-mod time_spec;
 mod verify;
 
 use std::fs;

@@ -18,9 +18,9 @@ use log_core::batch::split_batches;
 use log_core::{Offset, PartitionLog, Record};
 
 use super::json::JsonRecord;
-use super::time_spec::parse_since;
 use super::{open_read_only, refresh, DirArg};
 use crate::shutdown::Shutdown;
+use crate::time_spec::parse_since;
 
 /// Bytes asked of the log per read (always at least one whole batch).
 const READ_BYTES_MAX: usize = 1 << 20;

@@ -23,8 +23,8 @@ use log_core::segment::{self, LOG_SUFFIX};
 use log_core::types::NO_TIMESTAMP;
 use serde::Serialize;
 
-use super::time_spec::format_ms;
 use super::{human_bytes, open_read_only, DirArg};
+use crate::time_spec::format_ms;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {

@@ -1,0 +1,168 @@
+//! `runnel broker`: run a broker on the embedded coordinator.
+//!
+//! Configuration comes from defaults, then `--config broker.toml` (the same keys as
+//! `semantics::BrokerConfig`, e.g. `listen = "0.0.0.0:10911"`), then flags, each overriding
+//! the one before. The first line on stdout says where the broker listens (scripts and the
+//! test harness wait for it):
+//!
+//! ```text
+//! runnel broker 0 listening on 127.0.0.1:10911, metrics on http://127.0.0.1:10912/metrics, data in ./data
+//! ```
+//!
+//! SIGINT or SIGTERM stops it cleanly: no new connections, in-flight requests answered, logs
+//! flushed and closed with their clean-shutdown markers. A second signal exits at once.
+
+mod metrics_http;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use coordinator::EmbeddedCoordinator;
+use semantics::{Broker, BrokerConfig};
+use wire::server::{Server, ServerConfig};
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// TOML file with broker settings; flags override it.
+    #[arg(long, env = "RUNNEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to accept clients on [default: 127.0.0.1:10911].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address clients are told to connect to, when it differs from --listen.
+    #[arg(long)]
+    advertised_address: Option<String>,
+    /// Where logs and metadata live [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// This broker's id in the cluster [default: 0].
+    #[arg(long)]
+    broker_id: Option<u32>,
+    /// Address of the metrics endpoint (GET /metrics) [default: 127.0.0.1:10912].
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// When appends reach the disk: os (the kernel decides; survives a broker crash),
+    /// every-write (fsync before acknowledging; survives power loss), interval:DURATION.
+    #[arg(long)]
+    flush: Option<String>,
+}
+
+/// The admin endpoint when neither the config file nor a flag names one.
+const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:10912";
+
+pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("runnel-broker")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<BrokerConfig>(&text)
+                .with_context(|| format!("reading {}", path.display()))?
+        }
+        None => BrokerConfig::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(address) = &args.advertised_address {
+        config.advertised_address = Some(address.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(id) = args.broker_id {
+        config.broker_id = id;
+    }
+    if let Some(admin) = &args.admin_listen {
+        config.admin_listen = Some(admin.clone());
+    }
+    if let Some(flush) = &args.flush {
+        config.flush = flush
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--flush {flush}: {e}"))?;
+    }
+    Ok(config)
+}
+
+async fn serve(mut config: BrokerConfig) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let admin = config
+        .admin_listen
+        .clone()
+        .unwrap_or_else(|| ADMIN_LISTEN_DEFAULT.to_owned());
+    let (admin_listener, admin_address) = metrics_http::bind(&admin).await?;
+    let metrics_task = tokio::spawn(metrics_http::serve(admin_listener, metrics));
+
+    let server = Server::bind(&config.listen, ServerConfig::default())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = server.local_addr();
+    if config.advertised_address.is_none() {
+        config.advertised_address = Some(address.to_string());
+    }
+    let coordinator = EmbeddedCoordinator::open(config.data_dir.join("meta"))
+        .context("opening the embedded coordinator")?;
+    let broker = Broker::open(config.clone(), Arc::new(coordinator))
+        .await
+        .context("opening the broker")?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "runnel broker {} listening on {address}, metrics on http://{admin_address}/metrics, data in {}",
+        config.broker_id,
+        config.data_dir.display()
+    )?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%address, "broker started");
+
+    let served = server.serve(Arc::clone(&broker), shutdown_signal()).await;
+    tracing::info!("stopping: closing logs");
+    let closed = broker.close().await;
+    metrics_task.abort();
+    served.context("serving clients")?;
+    closed.context("closing the broker")?;
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the broker with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("signal received: shutting down (send another to exit at once)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("second signal: exiting without a clean shutdown");
+        std::process::exit(1);
+    });
+}
