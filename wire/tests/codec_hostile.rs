@@ -252,7 +252,7 @@ fn nested_lists_share_one_element_budget() {
     // A DescribeGroup response whose members each hold one subscription and one queue: every
     // list is within LIST_LEN_MAX, but together they exceed BODY_ELEMENTS_MAX.
     let members = LIST_LEN_MAX as u32;
-    assert!(3 * LIST_LEN_MAX > BODY_ELEMENTS_MAX);
+    const { assert!(3 * LIST_LEN_MAX > BODY_ELEMENTS_MAX) };
     let mut body = vec![0, 1, b'g', 2];
     body.extend_from_slice(&1u64.to_be_bytes());
     body.extend_from_slice(&members.to_be_bytes());

@@ -84,11 +84,12 @@ pub(crate) async fn run<D: Dispatch>(
         dispatch,
         read,
         handlers: JoinSet::new(),
+        writer,
         options,
         draining_until: None,
     };
     let stop = driver.read_loop().await;
-    driver.wind_down(stop, writer).await;
+    driver.wind_down(stop).await;
 }
 
 struct Driver<D> {
@@ -97,6 +98,9 @@ struct Driver<D> {
     read: OwnedReadHalf,
     frames: FrameReader,
     handlers: JoinSet<()>,
+    /// The writer task; aborted if this driver is dropped before winding down (its task
+    /// aborted), so the socket never outlives the connection.
+    writer: JoinHandle<()>,
     options: DriverOptions,
     /// Set once shutdown began: new requests are refused and this is the grace's end.
     draining_until: Option<Instant>,
@@ -246,16 +250,17 @@ impl<D: Dispatch> Driver<D> {
         let _ = self.link.enqueue(frame).await;
     }
 
-    async fn wind_down(mut self, stop: Stop, mut writer: JoinHandle<()>) {
+    async fn wind_down(mut self, stop: Stop) {
         self.handlers.abort_all();
         self.link.close();
         match stop {
-            Stop::PeerGone => writer.abort(),
+            Stop::PeerGone => self.writer.abort(),
             Stop::Closed | Stop::Drained => {
                 let link = Arc::clone(&self.link);
+                let writer = &mut self.writer;
                 let flush = async {
                     link.finish().await;
-                    let _ = (&mut writer).await;
+                    let _ = writer.await;
                 };
                 if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flush)
                     .await
@@ -265,7 +270,7 @@ impl<D: Dispatch> Driver<D> {
                         connection = self.link.connection_id(),
                         "the peer did not take the last frames in time"
                     );
-                    writer.abort();
+                    self.writer.abort();
                 }
             }
         }
@@ -276,6 +281,13 @@ impl<D: Dispatch> Driver<D> {
             reason = ?stop,
             "connection closed"
         );
+    }
+}
+
+impl<D> Drop for Driver<D> {
+    fn drop(&mut self) {
+        self.link.close();
+        self.writer.abort();
     }
 }
 
