@@ -28,6 +28,10 @@ use crate::protocol::{PullRequest, QueueRef};
 /// broker and 30 s in the client).
 pub const PULL_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
 
+/// The shortest long-poll wait a consumer accepts (shorter waits would spin on an idle
+/// queue).
+pub const PULL_WAIT_MIN: Duration = Duration::from_millis(100);
+
 /// What one pull yielded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Fetched {

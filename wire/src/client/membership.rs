@@ -36,6 +36,8 @@ use crate::protocol::{
     Subscription, NAME_BYTES_MAX,
 };
 
+/// The shortest session timeout a consumer accepts.
+pub const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// The heartbeat interval until the broker names one.
 const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(3);
 /// The shortest heartbeat interval honoured, whatever the broker asks.

@@ -29,10 +29,10 @@ use tokio::task::JoinHandle;
 
 use super::cluster::Client;
 use super::consume_from::ConsumeFrom;
-use super::fetch::PullSettings;
+use super::fetch::{PullSettings, PULL_WAIT_MIN};
 use super::membership::{
     new_member_id, parse_subscriptions, validate_group, BoxFuture, GroupHandle, Membership,
-    MembershipConfig, QueueWorkers,
+    MembershipConfig, QueueWorkers, SESSION_TIMEOUT_MIN,
 };
 use super::push_worker::{self, ConsumeResult, Listener, Position, PushContext};
 use crate::error::{Error, Result};
@@ -41,8 +41,6 @@ use crate::protocol::{QueueRef, Subscription, PULL_BYTES_MAX, PULL_WAIT_MS_MAX};
 
 /// The most messages one listener call may be given.
 pub const CONSUME_BATCH_SIZE_MAX: usize = 1024;
-/// The shortest session timeout accepted.
-pub const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 
 /// How a push consumer joins its group and consumes; see the module docs.
 #[derive(Clone, Debug)]
@@ -115,8 +113,9 @@ impl PushConsumerConfig {
         if self.pull_batch_bytes == 0 || self.pull_batch_bytes > PULL_BYTES_MAX {
             return invalid("pull_batch_bytes must be 1 to PULL_BYTES_MAX");
         }
-        if self.pull_wait > Duration::from_millis(u64::from(PULL_WAIT_MS_MAX)) {
-            return invalid("pull_wait exceeds PULL_WAIT_MS_MAX");
+        let wait_max = Duration::from_millis(u64::from(PULL_WAIT_MS_MAX));
+        if self.pull_wait < PULL_WAIT_MIN || self.pull_wait > wait_max {
+            return invalid("pull_wait must be PULL_WAIT_MIN to PULL_WAIT_MS_MAX");
         }
         if self.auto_commit_interval.is_zero() {
             return invalid("auto_commit_interval must be positive");
