@@ -1,0 +1,143 @@
+//! `Admin`: topic, group and offset administration, as thin typed calls.
+//!
+//! Each method is one request to a bootstrap broker (the one that answered last), except
+//! `offset_for_time`, which asks the queue's leader. Broker refusals come back as
+//! `Error::Server` with the broker's code (`TopicExists`, `UnknownTopic`, `GroupNotEmpty`, …).
+//! The `runnel` CLI's admin commands are built on these.
+
+use super::cluster::Client;
+use crate::error::Result;
+use crate::protocol::{
+    ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, DescribeGroupRequest,
+    DescribeTopicRequest, FetchOffsetsRequest, GroupDescription, GroupSummary, ListGroupsRequest,
+    ListTopicsRequest, OffsetForTimeRequest, OffsetResetEntry, OffsetSpec, QueryRouteRequest,
+    QueryRouteResponse, QueueOffset, ResetOffsetsRequest, TopicConfig, TopicDescription,
+    TopicSummary,
+};
+
+/// Administration through a `Client`'s connections; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub fn new(client: &Client) -> Admin {
+        Admin {
+            client: client.clone(),
+        }
+    }
+
+    /// Creates a topic with `queues` queues and settings by name (`retention.ms`, …).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        queues: u32,
+        config: TopicConfig,
+    ) -> Result<TopicDescription> {
+        let request = CreateTopicRequest {
+            name: name.to_owned(),
+            queues,
+            config,
+        };
+        self.client.call_any(request).await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let request = DeleteTopicRequest {
+            name: name.to_owned(),
+        };
+        self.client.call_any(request).await
+    }
+
+    /// Every topic; internal ones (consumer offsets, later retry and schedule topics) only
+    /// when asked.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicSummary>> {
+        let request = ListTopicsRequest { include_internal };
+        Ok(self.client.call_any(request).await?.topics)
+    }
+
+    /// A topic's settings and each queue's leader, offsets and size.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let request = DescribeTopicRequest {
+            name: name.to_owned(),
+        };
+        self.client.call_any(request).await
+    }
+
+    /// Which broker leads each queue of `topic`.
+    pub async fn query_route(&self, topic: &str) -> Result<QueryRouteResponse> {
+        let request = QueryRouteRequest {
+            topic: topic.to_owned(),
+        };
+        self.client.call_any(request).await
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        Ok(self.client.call_any(ListGroupsRequest {}).await?.groups)
+    }
+
+    /// A group's state, members with their assignments, and per-queue offsets and lag.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let request = DescribeGroupRequest {
+            group: group.to_owned(),
+        };
+        self.client.call_any(request).await
+    }
+
+    /// Moves a group's offsets (of `topic`, or of every topic it has offsets for) to `to`.
+    /// With `execute` false nothing changes: the plan is only computed (a dry run, as
+    /// `kafka-consumer-groups --reset-offsets` without `--execute`). The group must have no
+    /// live members, or the broker answers `GroupNotEmpty`.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+        to: OffsetSpec,
+        execute: bool,
+    ) -> Result<Vec<OffsetResetEntry>> {
+        let request = ResetOffsetsRequest {
+            group: group.to_owned(),
+            topic: topic.map(str::to_owned),
+            to,
+            execute,
+        };
+        Ok(self.client.call_any(request).await?.plan)
+    }
+
+    /// The first offset of `topic`'s `queue` stored at or after `timestamp` (ms since the
+    /// Unix epoch); the log end offset when every message is older.
+    pub async fn offset_for_time(&self, topic: &str, queue: u32, timestamp: i64) -> Result<u64> {
+        let request = OffsetForTimeRequest {
+            topic: topic.to_owned(),
+            queue,
+            timestamp,
+        };
+        let timeout = self.client.config().request_timeout;
+        let response = self
+            .client
+            .call_leader(topic, queue, request, timeout)
+            .await?;
+        Ok(response.offset)
+    }
+
+    /// A group's committed offsets for `topic` (`queues` empty: every queue).
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        queues: Vec<u32>,
+    ) -> Result<Vec<QueueOffset>> {
+        let request = FetchOffsetsRequest {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            queues,
+        };
+        Ok(self.client.call_any(request).await?.offsets)
+    }
+
+    /// The APIs and versions the broker speaks, and its release.
+    pub async fn api_versions(&self) -> Result<ApiVersionsResponse> {
+        self.client.api_versions().await
+    }
+}

@@ -1,0 +1,446 @@
+//! `Producer`: sends messages, batched per queue, in RocketMQ's three modes.
+//!
+//! - `send` waits for the receipt (RocketMQ's synchronous send). Its batch leaves at once,
+//!   with whatever else was waiting for the queue, instead of waiting for the linger.
+//! - `send_async` queues the message and returns a `SendHandle` at once; await the handle for
+//!   the receipt. Many sends are in flight at a time: this is the fast path.
+//! - `send_one_way` sends one message with `acks` none: no answer, no retry, no receipt.
+//! - `send_batch` sends several messages of one topic to one queue as one request.
+//!
+//! Batching, order and retries are the accumulator's and the sender's (see `accumulator` and
+//! `sender`). Defaults follow RocketMQ where it has one (3 attempts, 3 s per request, 4 KiB
+//! compression threshold) and Kafka for batching (5 ms linger, 5 requests in flight per
+//! queue). Buffered bytes are bounded by `buffer_bytes`: when that much is waiting for
+//! answers, `send_async` waits (back-pressure) instead of growing memory without bound.
+//!
+//! A producer is cheap to clone. `close` sends what is queued, waits for every answer and
+//! stops the tasks; dropping the last clone without `close` still sends what was queued,
+//! in the background, and never blocks.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use log_core::Compression;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::accumulator::{build_batch, record_size_estimate, BatchPolicy};
+use super::cluster::Client;
+use super::retry::Backoff;
+use super::selector::{QueueChooser, QueueSelector};
+use super::sender::{receipts, send_with_retries, Pending, QueueSender, SendReceipt, SendSettings};
+use crate::error::{Error, Result};
+use crate::message::{Message, MessageId};
+use crate::protocol::{Acks, SendRequest, FRAME_BYTES_MAX};
+
+/// The largest `batch_bytes` a producer accepts.
+pub const PRODUCER_BATCH_BYTES_MAX: usize = 16 << 20;
+/// The most requests a producer keeps in flight per queue.
+pub const PRODUCER_IN_FLIGHT_PER_QUEUE_MAX: usize = 64;
+/// Room left in a frame for the request header and body fields around the batches.
+const SEND_FRAME_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// How a producer batches, compresses, acknowledges and retries; see the module docs.
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    /// How long a queue's first waiting message waits for others to share its batch.
+    pub linger: Duration,
+    /// The most uncompressed bytes per batch; a larger message is sent alone.
+    pub batch_bytes: usize,
+    pub compression: Compression,
+    /// Batches smaller than this are sent uncompressed.
+    pub compression_threshold_bytes: usize,
+    /// `Leader` or `All`; `send_one_way` always uses none.
+    pub acks: Acks,
+    /// Retries after the first attempt, for retriable errors only.
+    pub retries: u32,
+    pub retry_backoff: Backoff,
+    /// How long one attempt may take (the broker gets it too, to bound its wait for `acks`).
+    pub request_timeout: Duration,
+    /// Requests in flight per queue; 1 keeps order across retries.
+    pub max_in_flight_per_queue: usize,
+    /// Message bytes queued or in flight before `send_async` waits.
+    pub buffer_bytes: usize,
+    pub queue_selector: QueueSelector,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> ProducerConfig {
+        ProducerConfig {
+            linger: Duration::from_millis(5),
+            batch_bytes: 256 * 1024,
+            compression: Compression::None,
+            compression_threshold_bytes: 4096,
+            acks: Acks::Leader,
+            retries: 2,
+            retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+            request_timeout: Duration::from_secs(3),
+            max_in_flight_per_queue: 5,
+            buffer_bytes: 32 << 20,
+            queue_selector: QueueSelector::RoundRobin,
+        }
+    }
+}
+
+impl ProducerConfig {
+    fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(Error::InvalidArgument(reason));
+        if self.acks == Acks::None {
+            return invalid("acks None has no receipts: use send_one_way".into());
+        }
+        if !(1..=PRODUCER_BATCH_BYTES_MAX).contains(&self.batch_bytes) {
+            return invalid(format!(
+                "batch_bytes {} is outside 1..={PRODUCER_BATCH_BYTES_MAX}",
+                self.batch_bytes
+            ));
+        }
+        if self.buffer_bytes < self.batch_bytes || self.buffer_bytes > u32::MAX as usize {
+            return invalid(format!(
+                "buffer_bytes {} must be at least batch_bytes and below 4 GiB",
+                self.buffer_bytes
+            ));
+        }
+        if !(1..=PRODUCER_IN_FLIGHT_PER_QUEUE_MAX).contains(&self.max_in_flight_per_queue) {
+            return invalid(format!(
+                "max_in_flight_per_queue {} is outside 1..={PRODUCER_IN_FLIGHT_PER_QUEUE_MAX}",
+                self.max_in_flight_per_queue
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sends messages; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Producer {
+    inner: Arc<ProducerInner>,
+}
+
+/// Queue senders by topic, then queue id.
+type QueueSenders = HashMap<String, HashMap<u32, Arc<QueueSender>>>;
+
+#[derive(Debug)]
+struct ProducerInner {
+    settings: Arc<SendSettings>,
+    chooser: QueueChooser,
+    buffer_bytes: usize,
+    buffer: Arc<Semaphore>,
+    /// Queue senders by topic, then queue. `None` once closed.
+    queues: Mutex<Option<QueueSenders>>,
+    /// Every queued message holds a clone of the current sender; `flush` swaps in a new
+    /// channel and waits until the old one has no senders left.
+    flush_epoch: Mutex<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    /// Serialises flushes, so a flush also waits for the epoch an earlier flush waits on.
+    flush_serial: tokio::sync::Mutex<()>,
+    closing: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The receipt of a `send_async`, to await.
+#[derive(Debug)]
+pub struct SendHandle {
+    message_id: MessageId,
+    queue: u32,
+    receiver: oneshot::Receiver<Result<SendReceipt>>,
+}
+
+impl SendHandle {
+    /// The id the message was given, known before it is sent.
+    pub fn message_id(&self) -> MessageId {
+        self.message_id
+    }
+
+    /// The queue the message was queued for.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+}
+
+impl Future for SendHandle {
+    type Output = Result<SendReceipt>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|received| received.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+impl Producer {
+    /// A producer sending through `client`'s connections. No I/O happens until the first send.
+    pub fn new(client: &Client, config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        let settings = Arc::new(SendSettings {
+            client: client.clone(),
+            policy: BatchPolicy {
+                batch_bytes: config.batch_bytes,
+                linger: config.linger,
+                compression: config.compression,
+                compression_threshold_bytes: config.compression_threshold_bytes,
+            },
+            acks: config.acks,
+            retries: config.retries,
+            backoff: config.retry_backoff,
+            request_timeout: config.request_timeout,
+            max_in_flight: config.max_in_flight_per_queue,
+        });
+        Ok(Producer {
+            inner: Arc::new(ProducerInner {
+                settings,
+                chooser: QueueChooser::new(config.queue_selector),
+                buffer_bytes: config.buffer_bytes,
+                buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
+                queues: Mutex::new(Some(HashMap::new())),
+                flush_epoch: Mutex::new(mpsc::channel(1)),
+                flush_serial: tokio::sync::Mutex::new(()),
+                closing: AtomicBool::new(false),
+                shutdown: watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// Sends `message` and waits for its receipt.
+    pub async fn send(&self, message: Message) -> Result<SendReceipt> {
+        self.enqueue(message, true).await?.await
+    }
+
+    /// Queues `message` and returns at once with a handle to await its receipt; waits only
+    /// while `buffer_bytes` are already queued.
+    pub async fn send_async(&self, message: Message) -> Result<SendHandle> {
+        self.enqueue(message, false).await
+    }
+
+    /// Sends `message` without waiting for, or getting, an answer (`acks` none, no retry).
+    /// It does not wait for the queue's batch either, so it may overtake async sends queued
+    /// for the same queue.
+    pub async fn send_one_way(&self, message: Message) -> Result<()> {
+        self.check_open()?;
+        message.validate()?;
+        let queue = self.choose_queue(&message).await?;
+        let ids = [MessageId::generate()];
+        let policy = &self.inner.settings.policy;
+        let (batches, _) = build_batch(std::slice::from_ref(&message), &ids, policy)?;
+        let client = &self.inner.settings.client;
+        let (connection, route) = client.leader(&message.topic, queue).await?;
+        let request = SendRequest {
+            topic: message.topic.clone(),
+            queue,
+            acks: Acks::None,
+            timeout_ms: 0,
+            batches,
+        };
+        let result = connection.send_one_way(request).await;
+        if let Err(error) = &result {
+            client.note_failure(&route, error);
+        }
+        result
+    }
+
+    /// Sends messages of one topic to one queue (chosen by the first message) as one request
+    /// of one batch, retried as a whole; the receipts come back in message order. The batch
+    /// does not pass through the queue's accumulator.
+    pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendReceipt>> {
+        self.check_open()?;
+        let Some(first) = messages.first() else {
+            return Ok(Vec::new());
+        };
+        let topic = first.topic.clone();
+        if let Some(other) = messages.iter().find(|m| m.topic != topic) {
+            return Err(Error::InvalidArgument(format!(
+                "send_batch needs one topic: found {topic} and {}",
+                other.topic
+            )));
+        }
+        messages.iter().try_for_each(Message::validate)?;
+        let queue = self.choose_queue(first).await?;
+        let ids: Vec<MessageId> = messages.iter().map(|_| MessageId::generate()).collect();
+        let (batches, _) = build_batch(&messages, &ids, &self.inner.settings.policy)?;
+        if batches.len() > FRAME_BYTES_MAX - SEND_FRAME_OVERHEAD_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {} bytes does not fit in one request",
+                batches.len()
+            )));
+        }
+        let settings = self.inner.settings.clone();
+        let response = send_with_retries(settings, topic.clone(), queue, batches).await?;
+        Ok(receipts(&topic, queue, ids.into_iter(), &response))
+    }
+
+    /// Sends everything queued before this call and waits until each has its answer (the
+    /// answers go to the sends' handles).
+    pub async fn flush(&self) {
+        let _serial = self.inner.flush_serial.lock().await;
+        let (old_sender, mut old_receiver) = {
+            let mut epoch = self.inner.flush_epoch.lock();
+            std::mem::replace(&mut *epoch, mpsc::channel(1))
+        };
+        drop(old_sender);
+        for sender in self.queue_senders() {
+            sender.seal_now();
+        }
+        // Returns `None` once every message of the old epoch has been answered.
+        let _ = old_receiver.recv().await;
+    }
+
+    /// Refuses new sends, flushes, and stops the per-queue tasks.
+    pub async fn close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        self.flush().await;
+        self.inner.shutdown.send_replace(true);
+        self.inner.queues.lock().take();
+    }
+
+    async fn enqueue(&self, message: Message, urgent: bool) -> Result<SendHandle> {
+        self.check_open()?;
+        message.validate()?;
+        let queue = self.choose_queue(&message).await?;
+        let bytes = record_size_estimate(&message).min(self.inner.buffer_bytes);
+        let buffer = self
+            .inner
+            .buffer
+            .clone()
+            .acquire_many_owned(bytes as u32) // buffer_bytes < 4 GiB, checked in `new`
+            .await
+            .map_err(|_| Error::Closed)?;
+        let (reply, receiver) = oneshot::channel();
+        let pending = Pending {
+            reply,
+            _buffer: buffer,
+            _flush: self.inner.flush_epoch.lock().0.clone(),
+        };
+        let sender = self.queue_sender(&message.topic, queue)?;
+        let message_id = MessageId::generate();
+        sender.append(message, message_id, pending, urgent);
+        Ok(SendHandle {
+            message_id,
+            queue,
+            receiver,
+        })
+    }
+
+    async fn choose_queue(&self, message: &Message) -> Result<u32> {
+        let route = self.inner.settings.client.route(&message.topic).await?;
+        let count = route.queue_count();
+        if count == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "topic {} has no queues",
+                message.topic
+            )));
+        }
+        let index = self.inner.chooser.choose(message, count)?;
+        Ok(route.queue_at(index).unwrap_or(index))
+    }
+
+    fn queue_sender(&self, topic: &str, queue: u32) -> Result<Arc<QueueSender>> {
+        let mut queues = self.inner.queues.lock();
+        let queues = queues.as_mut().ok_or(Error::Closed)?;
+        if let Some(sender) = queues.get(topic).and_then(|q| q.get(&queue)) {
+            return Ok(sender.clone());
+        }
+        let sender = QueueSender::spawn(
+            topic,
+            queue,
+            self.inner.settings.clone(),
+            self.inner.shutdown.subscribe(),
+        );
+        queues
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue, sender.clone());
+        Ok(sender)
+    }
+
+    fn queue_senders(&self) -> Vec<Arc<QueueSender>> {
+        let queues = self.inner.queues.lock();
+        queues
+            .iter()
+            .flat_map(|topics| topics.values())
+            .flat_map(|queues| queues.values().cloned())
+            .collect()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+
+    fn client() -> Client {
+        Client::new(ClientConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let bad = [
+            ProducerConfig {
+                acks: Acks::None,
+                ..ProducerConfig::default()
+            },
+            ProducerConfig {
+                batch_bytes: 0,
+                ..ProducerConfig::default()
+            },
+            ProducerConfig {
+                buffer_bytes: 1024,
+                ..ProducerConfig::default()
+            },
+            ProducerConfig {
+                max_in_flight_per_queue: 0,
+                ..ProducerConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(Producer::new(&client(), config).is_err());
+        }
+        assert!(Producer::new(&client(), ProducerConfig::default()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn invalid_messages_fail_before_any_io() {
+        let producer = Producer::new(&client(), ProducerConfig::default()).unwrap();
+        let reserved = Message::new("t", "x").with_property("UNIQ_KEY", "1");
+        assert!(matches!(
+            producer.send_async(reserved).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        let mixed = vec![Message::new("a", "x"), Message::new("b", "y")];
+        let error = producer.send_batch(mixed).await.unwrap_err();
+        assert!(error.to_string().contains("one topic"), "{error}");
+        assert!(producer.send_batch(Vec::new()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_closed_producer_refuses_sends_and_flush_returns() {
+        let producer = Producer::new(&client(), ProducerConfig::default()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), producer.close())
+            .await
+            .expect("closing an idle producer finishes");
+        assert!(matches!(
+            producer.send(Message::new("t", "x")).await,
+            Err(Error::Closed)
+        ));
+        assert!(matches!(
+            producer.send_one_way(Message::new("t", "x")).await,
+            Err(Error::Closed)
+        ));
+        tokio::time::timeout(Duration::from_secs(10), producer.flush())
+            .await
+            .expect("flushing a closed producer finishes");
+    }
+}

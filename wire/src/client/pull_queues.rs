@@ -1,0 +1,309 @@
+//! The pull consumer's queues: each owned queue's position and background fetcher, and the
+//! rules for which fetched messages `poll` may return.
+//!
+//! Every owned queue has one fetcher task that long-polls it from its position onwards and
+//! sends what it gets (`Chunk`s) into one bounded channel shared by all queues, so at most
+//! `PULL_CHUNKS_BUFFERED` pulls' worth of messages wait for `poll` (plus one in each fetcher).
+//! A queue's position is the offset after the last message `poll` returned: what `commit`
+//! commits. A fetcher that has to find its start offset first (committed offset or
+//! `ConsumeFrom`) reports it as a chunk without a start.
+//!
+//! Seeking, revoking or re-assigning a queue gives it a new epoch and a new fetcher; chunks of
+//! an old epoch, and chunks that do not start at the queue's position, are dropped when they
+//! arrive, so a seek never lets stale messages through.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use super::cluster::Client;
+use super::consume_from::{resolve_start, ConsumeFrom};
+use super::fetch::{pull, PullSettings};
+use super::push_worker::PULL_BACKOFF;
+use super::tag_filter::TagFilter;
+use crate::error::{Error, Result};
+use crate::message::ReceivedMessage;
+use crate::protocol::QueueRef;
+
+/// Chunks waiting in the channel between the fetchers and `poll`.
+pub(crate) const PULL_CHUNKS_BUFFERED: usize = 16;
+
+/// What one fetcher pull produced for one queue.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) queue: QueueRef,
+    pub(crate) epoch: u64,
+    /// The offset the pull started at; `None` for a start-offset report.
+    pub(crate) start: Option<u64>,
+    pub(crate) messages: VecDeque<ReceivedMessage>,
+    pub(crate) next_offset: u64,
+}
+
+/// How fetchers pull; shared by a consumer's fetchers.
+#[derive(Debug)]
+pub(crate) struct FetchContext {
+    pub(crate) client: Client,
+    /// Empty for manual assignment without a group.
+    pub(crate) group: String,
+    pub(crate) consume_from: ConsumeFrom,
+    pub(crate) pull: PullSettings,
+    /// By topic; topics without an entry get every message.
+    pub(crate) filters: HashMap<String, TagFilter>,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    epoch: u64,
+    position: Option<u64>,
+    fetcher: Option<AbortHandle>,
+}
+
+/// A revoked queue waiting for the next `poll` to release it.
+#[derive(Debug)]
+struct Release {
+    position: Option<u64>,
+    reply: oneshot::Sender<Option<u64>>,
+}
+
+/// Owned queues; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    states: HashMap<QueueRef, QueueState>,
+    next_epoch: u64,
+    releasing: Vec<Release>,
+    /// Set by close and drop: revocations are released at once.
+    pub(crate) closing: bool,
+}
+
+impl Queues {
+    /// Starts (or restarts) consuming `queue` from `start` (`None`: find it) with a fresh
+    /// fetcher sending to `chunks`.
+    pub(crate) fn start(
+        &mut self,
+        queue: &QueueRef,
+        start: Option<u64>,
+        context: &Arc<FetchContext>,
+        chunks: &mpsc::Sender<Chunk>,
+    ) {
+        self.remove(queue);
+        self.next_epoch += 1;
+        let epoch = self.next_epoch;
+        let fetcher = spawn_fetcher(context.clone(), queue.clone(), epoch, start, chunks.clone());
+        self.states.insert(
+            queue.clone(),
+            QueueState {
+                epoch,
+                position: start,
+                fetcher: Some(fetcher),
+            },
+        );
+    }
+
+    /// Stops consuming `queue`; returns its position.
+    pub(crate) fn remove(&mut self, queue: &QueueRef) -> Option<u64> {
+        let state = self.states.remove(queue)?;
+        if let Some(fetcher) = state.fetcher {
+            fetcher.abort();
+        }
+        state.position
+    }
+
+    /// Stops every queue.
+    pub(crate) fn clear(&mut self) {
+        let queues: Vec<QueueRef> = self.states.keys().cloned().collect();
+        for queue in queues {
+            self.remove(&queue);
+        }
+    }
+
+    pub(crate) fn contains(&self, queue: &QueueRef) -> bool {
+        self.states.contains_key(queue)
+    }
+
+    pub(crate) fn queues(&self) -> Vec<QueueRef> {
+        let mut queues: Vec<QueueRef> = self.states.keys().cloned().collect();
+        queues.sort();
+        queues
+    }
+
+    /// Every queue's position, where known.
+    pub(crate) fn positions(&self) -> Vec<(QueueRef, u64)> {
+        self.states
+            .iter()
+            .filter_map(|(queue, state)| Some((queue.clone(), state.position?)))
+            .collect()
+    }
+
+    /// Revokes `queue`; the returned receiver gets its position at the next `release`.
+    pub(crate) fn revoke(&mut self, queue: &QueueRef) -> oneshot::Receiver<Option<u64>> {
+        let position = self.remove(queue);
+        let (reply, receiver) = oneshot::channel();
+        if self.closing {
+            let _ = reply.send(position);
+        } else {
+            self.releasing.push(Release { position, reply });
+        }
+        receiver
+    }
+
+    /// Releases revoked queues: everything `poll` returned from them has been processed.
+    pub(crate) fn release(&mut self) {
+        for release in self.releasing.drain(..) {
+            let _ = release.reply.send(release.position);
+        }
+    }
+
+    /// Takes in a chunk from a fetcher; returns it if it has messages to serve now.
+    pub(crate) fn accept(&mut self, mut chunk: Chunk) -> Option<Chunk> {
+        let state = self
+            .states
+            .get_mut(&chunk.queue)
+            .filter(|s| s.epoch == chunk.epoch)?;
+        match chunk.start {
+            None => {
+                state.position.get_or_insert(chunk.next_offset);
+                None
+            }
+            Some(start) if state.position != Some(start) => None,
+            Some(_) if chunk.messages.is_empty() => {
+                state.position = Some(chunk.next_offset);
+                None
+            }
+            Some(_) => {
+                chunk.messages.shrink_to_fit();
+                Some(chunk)
+            }
+        }
+    }
+
+    /// Moves messages from `chunk` to `out` until `out` holds `max`, advancing the queue's
+    /// position. Returns whether `chunk` has more to serve.
+    pub(crate) fn take(
+        &mut self,
+        chunk: &mut Chunk,
+        max: usize,
+        out: &mut Vec<ReceivedMessage>,
+    ) -> bool {
+        let Some(state) = self
+            .states
+            .get_mut(&chunk.queue)
+            .filter(|s| s.epoch == chunk.epoch)
+        else {
+            return false; // revoked or sought meanwhile
+        };
+        while out.len() < max {
+            let Some(message) = chunk.messages.pop_front() else {
+                break;
+            };
+            state.position = Some(message.offset + 1);
+            out.push(message);
+        }
+        if chunk.messages.is_empty() {
+            state.position = Some(chunk.next_offset);
+            return false;
+        }
+        true
+    }
+
+    /// Moves `queue` to `offset` (a new epoch and fetcher).
+    pub(crate) fn seek(
+        &mut self,
+        queue: &QueueRef,
+        offset: u64,
+        context: &Arc<FetchContext>,
+        chunks: &mpsc::Sender<Chunk>,
+    ) -> Result<()> {
+        if !self.contains(queue) {
+            return Err(Error::InvalidArgument(format!(
+                "cannot seek {} queue {}: this consumer does not own it",
+                queue.topic, queue.queue
+            )));
+        }
+        self.start(queue, Some(offset), context, chunks);
+        Ok(())
+    }
+}
+
+fn spawn_fetcher(
+    context: Arc<FetchContext>,
+    queue: QueueRef,
+    epoch: u64,
+    start: Option<u64>,
+    chunks: mpsc::Sender<Chunk>,
+) -> AbortHandle {
+    tokio::spawn(fetch(context, queue, epoch, start, chunks)).abort_handle()
+}
+
+/// A fetcher: finds the start if needed, then pulls and forwards until aborted or the
+/// consumer is gone.
+async fn fetch(
+    context: Arc<FetchContext>,
+    queue: QueueRef,
+    epoch: u64,
+    start: Option<u64>,
+    chunks: mpsc::Sender<Chunk>,
+) {
+    let filter = context
+        .filters
+        .get(&queue.topic)
+        .cloned()
+        .unwrap_or_else(TagFilter::all);
+    let chunk = |start, messages: Vec<ReceivedMessage>, next_offset| Chunk {
+        queue: queue.clone(),
+        epoch,
+        start,
+        messages: messages.into(),
+        next_offset,
+    };
+    let mut offset = match start {
+        Some(offset) => offset,
+        None => {
+            let offset = find_start(&context, &queue).await;
+            if chunks.send(chunk(None, Vec::new(), offset)).await.is_err() {
+                return;
+            }
+            offset
+        }
+    };
+    let mut failures = 0;
+    loop {
+        match pull(&context.client, &queue, offset, context.pull, &filter).await {
+            Ok(fetched) => {
+                failures = 0;
+                if fetched.messages.is_empty() && fetched.next_offset == offset {
+                    continue; // the long poll ended with nothing new
+                }
+                let next = fetched.next_offset;
+                if chunks
+                    .send(chunk(Some(offset), fetched.messages, next))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                offset = next;
+            }
+            Err(error) => {
+                tracing::warn!(topic = %queue.topic, queue = queue.queue, offset, %error, "pull failed");
+                tokio::time::sleep(PULL_BACKOFF.delay(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
+
+async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
+    let mut failures = 0;
+    loop {
+        match resolve_start(&context.client, &context.group, queue, context.consume_from).await {
+            Ok(offset) => return offset,
+            Err(error) => {
+                tracing::warn!(topic = %queue.topic, queue = queue.queue, %error, "finding the start offset failed");
+                tokio::time::sleep(PULL_BACKOFF.delay(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
