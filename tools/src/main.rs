@@ -13,7 +13,9 @@
 //! ```
 
 mod broker_cmd;
+mod client_cmd;
 mod log_cmd;
+mod output;
 mod shutdown;
 mod time_spec;
 
@@ -41,6 +43,14 @@ struct Cli {
 enum Command {
     /// Run a broker (embedded coordinator; data in ./data; clients on 127.0.0.1:10911).
     Broker(broker_cmd::BrokerArgs),
+    /// Create, list, describe and delete topics.
+    Topic(client_cmd::topic::TopicArgs),
+    /// Send messages: stdin lines, or generated with --count/--size.
+    Produce(client_cmd::produce::ProduceArgs),
+    /// Print messages of a topic, optionally as a consumer group member.
+    Consume(client_cmd::consume::ConsumeArgs),
+    /// Consumer groups: list, describe (lag), reset offsets.
+    Group(client_cmd::group::GroupArgs),
     /// Work with a partition log directory directly, without a broker (uses only log-core).
     Log(log_cmd::LogArgs),
 }
@@ -50,6 +60,10 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Topic(args) => client_cmd::topic::run(args),
+        Command::Produce(args) => client_cmd::produce::run(args),
+        Command::Consume(args) => client_cmd::consume::run(args),
+        Command::Group(args) => client_cmd::group::run(args),
         Command::Log(args) => log_cmd::run(args),
     };
     match result {
