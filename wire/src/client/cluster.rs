@@ -293,6 +293,14 @@ impl Client {
         }
     }
 
+    /// Puts a route in the cache as if a broker had answered (tests without a broker).
+    #[cfg(test)]
+    pub(crate) fn insert_route(&self, topic: &str, response: crate::protocol::QueryRouteResponse) {
+        self.inner
+            .routes
+            .insert(TopicRoute::new(topic, response, Instant::now()));
+    }
+
     /// Registers a member of `group` to be woken by the broker's assignment notifications.
     pub(crate) fn register_group_member(&self, group: &str) -> Arc<Notify> {
         self.inner.wakers.register(group)

@@ -385,6 +385,96 @@ mod tests {
         Client::new(ClientConfig::default()).unwrap()
     }
 
+    /// A client whose route for `topic` names two queues on a broker nobody listens on.
+    fn unreachable(topic: &str) -> Client {
+        use crate::protocol::{BrokerAddress, QueryRouteResponse, QueueRoute};
+        let client = client();
+        let queues = (0..2)
+            .map(|queue| QueueRoute {
+                queue,
+                leader: 1,
+                leader_epoch: 0,
+            })
+            .collect();
+        let brokers = vec![BrokerAddress {
+            broker_id: 1,
+            address: "127.0.0.1:1".into(),
+        }];
+        client.insert_route(topic, QueryRouteResponse { brokers, queues });
+        client
+    }
+
+    fn failing_fast() -> ProducerConfig {
+        ProducerConfig {
+            linger: Duration::from_secs(3600),
+            batch_bytes: 1024,
+            buffer_bytes: 1024,
+            retries: 1,
+            retry_backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+            ..ProducerConfig::default()
+        }
+    }
+
+    const GENEROUS: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn flush_sends_lingering_batches_and_every_send_gets_its_answer() {
+        let producer = Producer::new(&unreachable("t"), failing_fast()).unwrap();
+        let mut handles = Vec::new();
+        for n in 0..4 {
+            handles.push(
+                producer
+                    .send_async(Message::new("t", format!("m{n}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let queues: std::collections::BTreeSet<u32> = handles.iter().map(|h| h.queue()).collect();
+        assert_eq!(queues.len(), 2, "round robin used both queues");
+        tokio::time::timeout(GENEROUS, producer.flush())
+            .await
+            .expect("flush does not wait for the one-hour linger");
+        for handle in handles {
+            let id = handle.message_id();
+            let error = tokio::time::timeout(GENEROUS, handle)
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(error.is_retriable(), "{id}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_synchronous_send_does_not_wait_for_the_linger() {
+        let producer = Producer::new(&unreachable("t"), failing_fast()).unwrap();
+        let result = tokio::time::timeout(GENEROUS, producer.send(Message::new("t", "x")))
+            .await
+            .expect("the batch left at once");
+        assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn buffer_bytes_are_returned_when_sends_are_answered() {
+        // 40 sends of ~300 bytes through a 1 KiB buffer: this finishes only if each answered
+        // send gives its bytes back.
+        let producer = Producer::new(&unreachable("t"), failing_fast()).unwrap();
+        let body = "x".repeat(200);
+        for _ in 0..40 {
+            let handle = tokio::time::timeout(
+                GENEROUS,
+                producer.send_async(Message::new("t", body.clone())),
+            )
+            .await
+            .expect("buffer space came back")
+            .unwrap();
+            producer.flush().await;
+            assert!(handle.await.is_err());
+        }
+        tokio::time::timeout(GENEROUS, producer.close())
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn invalid_configs_are_refused() {
         let bad = [

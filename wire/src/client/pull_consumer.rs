@@ -298,12 +298,9 @@ impl PullConsumer {
             Mode::Closed => return Err(Error::Closed),
             _ => return Err(Error::InvalidArgument("seek needs an owned queue".into())),
         };
-        let result = self
-            .inner
-            .queues
-            .lock()
-            .seek(&queue, offset, &context, &self.inner.chunks);
-        result
+        let mut queues = self.inner.queues.lock();
+        queues.seek(&queue, offset, &context, &self.inner.chunks)?;
+        Ok(())
     }
 
     /// Moves `queue` to its log start offset (the oldest message kept).
@@ -518,5 +515,102 @@ impl QueueWorkers for PullWorkers {
 
     fn positions(&self) -> Vec<(QueueRef, u64)> {
         self.queues.lock().positions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+
+    fn new_consumer(group: &str) -> PullConsumer {
+        let client = Client::new(ClientConfig::default()).unwrap();
+        PullConsumer::new(&client, PullConsumerConfig::new(group)).unwrap()
+    }
+
+    fn q(queue: u32) -> QueueRef {
+        QueueRef {
+            topic: "t".into(),
+            queue,
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let client = Client::new(ClientConfig::default()).unwrap();
+        for config in [
+            PullConsumerConfig {
+                pull_wait: Duration::ZERO,
+                ..PullConsumerConfig::default()
+            },
+            PullConsumerConfig {
+                max_poll_messages: 0,
+                ..PullConsumerConfig::default()
+            },
+            PullConsumerConfig {
+                auto_commit_interval: Some(Duration::ZERO),
+                ..PullConsumerConfig::default()
+            },
+        ] {
+            assert!(PullConsumer::new(&client, config).is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribe_and_assign_do_not_mix() {
+        let consumer = new_consumer("g");
+        let error = consumer.poll(Duration::ZERO).await.unwrap_err();
+        assert!(error.to_string().contains("subscribe or assign"), "{error}");
+        consumer.subscribe("t", "A || B").await.unwrap();
+        assert!(consumer.assign(vec![q(0)]).await.is_err());
+        assert!(
+            consumer.subscribe("u", "A |").await.is_err(),
+            "bad expression"
+        );
+
+        let assigned = new_consumer("g");
+        assigned.assign(vec![q(0)]).await.unwrap();
+        assert!(assigned.subscribe("t", "*").await.is_err());
+        assigned.close().await;
+
+        let groupless = new_consumer("");
+        assert!(
+            groupless.subscribe("t", "*").await.is_err(),
+            "a subscription needs a group"
+        );
+    }
+
+    #[tokio::test]
+    async fn assign_replaces_the_queues_and_seek_needs_an_owned_one() {
+        let consumer = new_consumer("");
+        consumer.assign(vec![q(0), q(1)]).await.unwrap();
+        assert_eq!(consumer.assignment(), vec![q(0), q(1)]);
+        consumer.assign(vec![q(1), q(2)]).await.unwrap();
+        assert_eq!(consumer.assignment(), vec![q(1), q(2)]);
+        consumer.seek("t", 2, 50).await.unwrap();
+        assert!(consumer.seek("t", 0, 50).await.is_err());
+        let polled = consumer.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(polled.is_empty(), "no broker, no messages");
+        let error = consumer.commit().await.unwrap_err();
+        assert!(error.to_string().contains("no group"), "{error}");
+        consumer.close().await;
+        assert!(consumer.assignment().is_empty());
+        assert!(matches!(
+            consumer.poll(Duration::ZERO).await,
+            Err(Error::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_first_poll_of_a_subscriber_joins_and_reports_failure() {
+        let consumer = new_consumer("g");
+        consumer.subscribe("t", "*").await.unwrap();
+        assert!(
+            consumer.poll(Duration::ZERO).await.is_err(),
+            "no broker to join"
+        );
+        tokio::time::timeout(Duration::from_secs(10), consumer.close())
+            .await
+            .expect("close returns");
     }
 }

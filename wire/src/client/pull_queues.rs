@@ -79,14 +79,14 @@ pub(crate) struct Queues {
 
 impl Queues {
     /// Starts (or restarts) consuming `queue` from `start` (`None`: find it) with a fresh
-    /// fetcher sending to `chunks`.
+    /// fetcher sending to `chunks`; returns the queue's new epoch.
     pub(crate) fn start(
         &mut self,
         queue: &QueueRef,
         start: Option<u64>,
         context: &Arc<FetchContext>,
         chunks: &mpsc::Sender<Chunk>,
-    ) {
+    ) -> u64 {
         self.remove(queue);
         self.next_epoch += 1;
         let epoch = self.next_epoch;
@@ -99,6 +99,7 @@ impl Queues {
                 fetcher: Some(fetcher),
             },
         );
+        epoch
     }
 
     /// Stops consuming `queue`; returns its position.
@@ -214,15 +215,14 @@ impl Queues {
         offset: u64,
         context: &Arc<FetchContext>,
         chunks: &mpsc::Sender<Chunk>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         if !self.contains(queue) {
             return Err(Error::InvalidArgument(format!(
                 "cannot seek {} queue {}: this consumer does not own it",
                 queue.topic, queue.queue
             )));
         }
-        self.start(queue, Some(offset), context, chunks);
-        Ok(())
+        Ok(self.start(queue, Some(offset), context, chunks))
     }
 }
 
@@ -305,5 +305,198 @@ async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
                 failures += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::client::ClientConfig;
+
+    struct Fixture {
+        queues: Queues,
+        context: Arc<FetchContext>,
+        chunks: mpsc::Sender<Chunk>,
+        _receiver: mpsc::Receiver<Chunk>,
+    }
+
+    /// Queues whose fetchers cannot reach a broker (they retry in the background and never
+    /// send): the tests feed chunks by hand.
+    fn fixture() -> Fixture {
+        let (chunks, receiver) = mpsc::channel(PULL_CHUNKS_BUFFERED);
+        let context = Arc::new(FetchContext {
+            client: Client::new(ClientConfig::default()).unwrap(),
+            group: String::new(),
+            consume_from: ConsumeFrom::First,
+            pull: PullSettings {
+                max_bytes: 1 << 20,
+                wait: Duration::from_secs(1),
+            },
+            filters: HashMap::new(),
+        });
+        Fixture {
+            queues: Queues::default(),
+            context,
+            chunks,
+            _receiver: receiver,
+        }
+    }
+
+    fn q(queue: u32) -> QueueRef {
+        QueueRef {
+            topic: "t".into(),
+            queue,
+        }
+    }
+
+    fn message(queue: u32, offset: u64) -> ReceivedMessage {
+        ReceivedMessage {
+            topic: "t".into(),
+            queue,
+            offset,
+            message_id: String::new(),
+            tag: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            body: Bytes::new(),
+            born_timestamp: 0,
+        }
+    }
+
+    fn chunk(queue: u32, epoch: u64, start: Option<u64>, offsets: &[u64], next: u64) -> Chunk {
+        Chunk {
+            queue: q(queue),
+            epoch,
+            start,
+            messages: offsets.iter().map(|&o| message(queue, o)).collect(),
+            next_offset: next,
+        }
+    }
+
+    fn position(queues: &Queues, queue: u32) -> Option<u64> {
+        queues
+            .positions()
+            .into_iter()
+            .find(|(r, _)| r.queue == queue)
+            .map(|(_, p)| p)
+    }
+
+    #[tokio::test]
+    async fn a_start_report_positions_the_queue_once() {
+        let mut f = fixture();
+        let epoch = f.queues.start(&q(0), None, &f.context, &f.chunks);
+        assert_eq!(position(&f.queues, 0), None);
+        assert!(f
+            .queues
+            .accept(chunk(0, epoch + 7, None, &[], 40))
+            .is_none());
+        assert_eq!(
+            position(&f.queues, 0),
+            None,
+            "another epoch's report is ignored"
+        );
+        assert!(f.queues.accept(chunk(0, epoch, None, &[], 40)).is_none());
+        assert_eq!(position(&f.queues, 0), Some(40));
+        f.queues.accept(chunk(0, epoch, None, &[], 99));
+        assert_eq!(position(&f.queues, 0), Some(40));
+        f.queues.clear();
+    }
+
+    #[tokio::test]
+    async fn poll_takes_messages_in_order_up_to_the_limit() {
+        let mut f = fixture();
+        let epoch = f.queues.start(&q(1), Some(10), &f.context, &f.chunks);
+        // Offsets 11 and 13 were filtered out by the fetcher; the pull ended at 15.
+        let mut served = f
+            .queues
+            .accept(chunk(1, epoch, Some(10), &[10, 12, 14], 15))
+            .expect("a chunk at the position is served");
+        let mut out = Vec::new();
+        assert!(f.queues.take(&mut served, 2, &mut out));
+        assert_eq!(out.iter().map(|m| m.offset).collect::<Vec<_>>(), [10, 12]);
+        assert_eq!(position(&f.queues, 1), Some(13));
+        let mut rest = Vec::new();
+        assert!(!f.queues.take(&mut served, 10, &mut rest));
+        assert_eq!(rest[0].offset, 14);
+        assert_eq!(
+            position(&f.queues, 1),
+            Some(15),
+            "the filtered tail is passed too"
+        );
+
+        assert!(f
+            .queues
+            .accept(chunk(1, epoch, Some(15), &[], 18))
+            .is_none());
+        assert_eq!(
+            position(&f.queues, 1),
+            Some(18),
+            "an all-filtered pull moves on"
+        );
+        assert!(
+            f.queues
+                .accept(chunk(1, epoch, Some(12), &[12], 13))
+                .is_none(),
+            "a chunk that does not start at the position is dropped"
+        );
+        f.queues.clear();
+    }
+
+    #[tokio::test]
+    async fn a_seek_drops_what_was_fetched_before_it() {
+        let mut f = fixture();
+        let old = f.queues.start(&q(2), Some(0), &f.context, &f.chunks);
+        let mut fetched = f
+            .queues
+            .accept(chunk(2, old, Some(0), &[0, 1, 2], 3))
+            .unwrap();
+        let new = f.queues.seek(&q(2), 100, &f.context, &f.chunks).unwrap();
+        assert_ne!(new, old);
+        let mut out = Vec::new();
+        assert!(!f.queues.take(&mut fetched, 10, &mut out));
+        assert!(
+            out.is_empty(),
+            "messages from before the seek are not returned"
+        );
+        assert_eq!(position(&f.queues, 2), Some(100));
+        assert!(f
+            .queues
+            .accept(chunk(2, old, Some(100), &[100], 101))
+            .is_none());
+        assert!(f
+            .queues
+            .accept(chunk(2, new, Some(100), &[100], 101))
+            .is_some());
+        assert!(f.queues.seek(&q(9), 0, &f.context, &f.chunks).is_err());
+        f.queues.clear();
+    }
+
+    #[tokio::test]
+    async fn a_revoked_queue_is_released_at_the_next_poll() {
+        let mut f = fixture();
+        let epoch = f.queues.start(&q(3), Some(5), &f.context, &f.chunks);
+        let mut fetched = f
+            .queues
+            .accept(chunk(3, epoch, Some(5), &[5, 6], 7))
+            .unwrap();
+        f.queues.take(&mut fetched, 1, &mut Vec::new());
+        let mut released = f.queues.revoke(&q(3));
+        assert!(!f.queues.contains(&q(3)));
+        assert!(released.try_recv().is_err(), "held until the next poll");
+        assert!(
+            !f.queues.take(&mut fetched, 10, &mut Vec::new()),
+            "nothing more is served"
+        );
+        f.queues.release();
+        assert_eq!(released.await.unwrap(), Some(6));
+
+        f.queues.start(&q(4), Some(9), &f.context, &f.chunks);
+        f.queues.closing = true;
+        let released = f.queues.revoke(&q(4));
+        assert_eq!(released.await.unwrap(), Some(9), "closing releases at once");
     }
 }

@@ -279,3 +279,163 @@ pub(crate) async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> 
         _ = stopped(stop) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::client::ClientConfig;
+
+    const GENEROUS: Duration = Duration::from_secs(10);
+
+    fn context(listener: Listener, batch_size: usize, backoff_max: Duration) -> PushContext {
+        PushContext {
+            client: Client::new(ClientConfig::default()).unwrap(),
+            group: "g".into(),
+            filters: HashMap::new(),
+            consume_from: ConsumeFrom::First,
+            pull: PullSettings {
+                max_bytes: 1 << 20,
+                wait: Duration::from_secs(1),
+            },
+            listener,
+            concurrency: Arc::new(Semaphore::new(4)),
+            batch_size,
+            reconsume_backoff_max: backoff_max,
+        }
+    }
+
+    fn messages(offsets: std::ops::Range<u64>) -> Vec<ReceivedMessage> {
+        offsets
+            .map(|offset| ReceivedMessage {
+                topic: "t".into(),
+                queue: 0,
+                offset,
+                message_id: String::new(),
+                tag: None,
+                keys: Vec::new(),
+                properties: Vec::new(),
+                body: Bytes::from(format!("m{offset}")),
+                born_timestamp: 0,
+            })
+            .collect()
+    }
+
+    /// An async listener that reports each call's offsets and answers from `answers` in turn
+    /// (then `Success`).
+    fn recording(answers: Vec<ConsumeResult>) -> (Listener, mpsc::Receiver<Vec<u64>>) {
+        let (calls, received) = mpsc::channel(64);
+        let answers = Arc::new(parking_lot::Mutex::new(answers.into_iter()));
+        let listener = Listener::Async(Arc::new(move |batch: Arc<[ReceivedMessage]>| {
+            let calls = calls.clone();
+            let answer = answers.lock().next().unwrap_or(ConsumeResult::Success);
+            Box::pin(async move {
+                let _ = calls.send(batch.iter().map(|m| m.offset).collect()).await;
+                answer
+            })
+        }));
+        (listener, received)
+    }
+
+    #[tokio::test]
+    async fn messages_are_delivered_in_order_in_batches() {
+        let (listener, mut calls) = recording(Vec::new());
+        let context = context(listener, 2, GENEROUS);
+        let position = Position::unknown();
+        let (_stop, mut signal) = watch::channel(false);
+        assert!(deliver(&context, messages(0..5), &position, &mut signal).await);
+        let mut batches = Vec::new();
+        while let Ok(batch) = calls.try_recv() {
+            batches.push(batch);
+        }
+        assert_eq!(batches, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(position.get(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn reconsume_later_redelivers_the_same_messages_without_skipping() {
+        let answers = vec![ConsumeResult::ReconsumeLater, ConsumeResult::ReconsumeLater];
+        let (listener, mut calls) = recording(answers);
+        let context = context(listener, 10, Duration::from_millis(1));
+        let position = Position::unknown();
+        let (_stop, mut signal) = watch::channel(false);
+        assert!(deliver(&context, messages(7..9), &position, &mut signal).await);
+        for _ in 0..3 {
+            assert_eq!(calls.try_recv().unwrap(), vec![7, 8]);
+        }
+        assert!(calls.try_recv().is_err());
+        assert_eq!(position.get(), Some(9));
+    }
+
+    #[tokio::test]
+    async fn stopping_during_a_reconsume_wait_keeps_the_position() {
+        let (listener, mut calls) = recording(vec![ConsumeResult::ReconsumeLater; 100]);
+        let context = Arc::new(context(listener, 1, Duration::from_secs(3600)));
+        let position = Arc::new(Position::unknown());
+        position.set(3);
+        let (stop, mut signal) = watch::channel(false);
+        let delivering = {
+            let (context, position) = (context.clone(), position.clone());
+            tokio::spawn(
+                async move { deliver(&context, messages(3..6), &position, &mut signal).await },
+            )
+        };
+        let first = tokio::time::timeout(GENEROUS, calls.recv()).await.unwrap();
+        assert_eq!(first, Some(vec![3]));
+        stop.send_replace(true);
+        let delivered = tokio::time::timeout(GENEROUS, delivering)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!delivered);
+        assert_eq!(
+            position.get(),
+            Some(3),
+            "the refused message is not committed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_sync_listener_gets_the_messages_again() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let listener = Listener::Sync(Arc::new(move |batch: &[ReceivedMessage]| {
+            assert_eq!(batch[0].offset, 0);
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("listener bug");
+            }
+            ConsumeResult::Success
+        }));
+        let context = context(listener, 1, Duration::from_millis(1));
+        let position = Position::unknown();
+        let (_stop, mut signal) = watch::channel(false);
+        assert!(deliver(&context, messages(0..1), &position, &mut signal).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(position.get(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_worker_without_a_broker_stops_when_told() {
+        let (listener, _calls) = recording(Vec::new());
+        let context = Arc::new(context(listener, 1, GENEROUS));
+        let position = Arc::new(Position::unknown());
+        let (stop, signal) = watch::channel(false);
+        let queue = QueueRef {
+            topic: "t".into(),
+            queue: 0,
+        };
+        let worker = tokio::spawn(run(context, queue, position.clone(), signal));
+        stop.send_replace(true);
+        let committed = tokio::time::timeout(GENEROUS, worker)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(committed, None, "it never found a start offset");
+        assert_eq!(position.get(), None);
+    }
+}

@@ -287,3 +287,27 @@ fn complete_failed(
     }
     drop(permit);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_number_records_from_the_base_offset() {
+        let ids: Vec<MessageId> = (0..3).map(|_| MessageId::generate()).collect();
+        let response = SendResponse {
+            base_offset: 40,
+            last_offset: 42,
+            log_start_offset: 0,
+            store_timestamp: 1_700_000_000_000,
+        };
+        let receipts = receipts("orders", 5, ids.iter().copied(), &response);
+        let offsets: Vec<u64> = receipts.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [40, 41, 42]);
+        for (receipt, id) in receipts.iter().zip(&ids) {
+            assert_eq!(receipt.message_id, *id);
+            assert_eq!((receipt.topic.as_str(), receipt.queue), ("orders", 5));
+            assert_eq!(receipt.store_timestamp, 1_700_000_000_000);
+        }
+    }
+}
