@@ -153,6 +153,8 @@ impl Broker {
             return Ok(());
         }
         self.shutdown.send_replace(true);
+        // Let a topic create or delete in progress finish, so no log opens after this.
+        let _admin = self.admin.lock().await;
         for task in std::mem::take(&mut *self.background.lock()) {
             task.abort();
         }

@@ -321,6 +321,42 @@ mod tests {
     }
 
     #[test]
+    fn a_config_file_parses_and_unknown_fields_are_refused() {
+        let config: BrokerConfig = toml::from_str(
+            r#"
+            broker_id = 3
+            listen = "0.0.0.0:10911"
+            advertised_address = "broker-3.example:10911"
+            data_dir = "/var/lib/runnel"
+            flush = "interval:500ms"
+            retention = "2d 12h"
+            retention_bytes = 1073741824
+            max_message_bytes = 1048576
+            group_lag_interval = "30s"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.broker_id, 3);
+        assert_eq!(config.advertised(), "broker-3.example:10911");
+        assert_eq!(config.flush, Flush::Interval(Duration::from_millis(500)));
+        assert_eq!(config.retention, Duration::from_secs(60 * 3600));
+        assert_eq!(config.logs_dir(), PathBuf::from("/var/lib/runnel/logs"));
+        assert_eq!(
+            config.offsets_queues, OFFSETS_QUEUES_DEFAULT,
+            "defaults fill the rest"
+        );
+        let log = config.log_config();
+        assert_eq!(log.retention_bytes, Some(1 << 30));
+        assert_eq!(log.max_batch_bytes, 1 << 20);
+
+        let misspelt = toml::from_str::<BrokerConfig>("retension = \"1d\"");
+        assert!(misspelt.unwrap_err().to_string().contains("retension"));
+        let bad_flush = toml::from_str::<BrokerConfig>("flush = \"sometimes\"");
+        assert!(bad_flush.is_err());
+    }
+
+    #[test]
     fn out_of_range_settings_are_rejected() {
         let config = BrokerConfig {
             offsets_queues: 0,

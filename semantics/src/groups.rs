@@ -582,3 +582,36 @@ fn validate_member(member: &str) -> Result<(), ServiceError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_forgotten_with_their_connection_or_when_closed() {
+        let peers = Peers::default();
+        peers.remember("g", "a", 1, Peer::detached());
+        peers.remember("g", "b", 2, Peer::detached());
+        peers.remember("h", "a", 1, Peer::detached());
+        // A member that reconnects is remembered on its new connection only.
+        peers.remember("g", "b", 3, Peer::detached());
+        peers.forget_connection(2);
+        assert_eq!(peers.inner.lock().groups["g"].len(), 2);
+
+        peers.forget_connection(1);
+        let mut groups = peers.groups();
+        groups.sort();
+        assert_eq!(groups, ["g"], "h had one member, on the closed connection");
+        assert_eq!(peers.inner.lock().groups["g"].len(), 1);
+
+        // Detached peers are closed: notifying forgets them.
+        assert_eq!(peers.notify("g", 7), 0);
+        assert!(peers.groups().is_empty());
+        assert!(peers
+            .inner
+            .lock()
+            .connections
+            .values()
+            .all(HashSet::is_empty));
+    }
+}
