@@ -29,7 +29,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, Next, OpenBatch};
+use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, OpenBatch};
 use super::cluster::{duplicate_error, Client};
 use super::retry::{with_retries, Backoff};
 use crate::error::Result;
@@ -96,18 +96,22 @@ impl QueueSender {
         sender
     }
 
-    /// Queues a message; `urgent` seals its batch at once (a synchronous send does not wait
-    /// for the linger).
+    /// Queues a message; `urgent` makes its batch ready at once (a synchronous send does not
+    /// wait for the linger).
     pub(crate) fn append(&self, message: Message, id: MessageId, pending: Pending, urgent: bool) {
         let mut accumulator = self.accumulator.lock();
-        let was_empty = accumulator.is_empty();
-        accumulator.append(message, id, pending, Instant::now());
-        if urgent {
-            accumulator.seal_now();
-        }
+        let before = accumulator.ready_at();
+        accumulator.append(message, id, pending, Instant::now(), urgent);
+        let after = accumulator.ready_at();
         drop(accumulator);
-        // The task only needs waking when its deadline may have moved closer.
-        if was_empty || urgent {
+        // The task needs waking only when a batch became ready sooner than it planned for: the
+        // first message, a full batch, an urgent send.
+        let sooner = match (before, after) {
+            (None, Some(_)) => true,
+            (Some(before), Some(after)) => after < before,
+            _ => false,
+        };
+        if sooner {
             self.wake.notify_one();
         }
     }
@@ -127,30 +131,34 @@ async fn run(
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
     let mut stopping = *shutdown.borrow();
     loop {
-        let next = {
+        let ready_at = {
             let mut accumulator = sender.accumulator.lock();
             if stopping {
                 accumulator.seal_now();
             }
-            accumulator.next(Instant::now())
+            accumulator.ready_at()
         };
-        match next {
-            Next::Ready(batch) => {
+        match ready_at {
+            // A batch is ready: take it only once a slot is free, so messages arriving
+            // meanwhile still join it.
+            Some(due) if due <= Instant::now() => {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break; // never closed
                 };
-                dispatch(&sender, &settings, batch, permit).await;
+                let ready = sender.accumulator.lock().take_ready(Instant::now());
+                if let Some(batch) = ready {
+                    dispatch(&sender, &settings, batch, permit).await;
+                }
             }
-            Next::Wait(due) if !stopping => {
+            Some(due) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
                     _ = sender.wake.notified() => {}
                     changed = shutdown.changed() => stopping = changed.is_err() || *shutdown.borrow(),
                 }
             }
-            Next::Wait(_) => {} // sealed above; loop to send it
-            Next::Idle if stopping => break,
-            Next::Idle => {
+            None if stopping => break,
+            None => {
                 tokio::select! {
                     _ = sender.wake.notified() => {}
                     changed = shutdown.changed() => stopping = changed.is_err() || *shutdown.borrow(),
