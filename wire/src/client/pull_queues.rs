@@ -11,16 +11,21 @@
 //! Seeking, revoking or re-assigning a queue gives it a new epoch and a new fetcher; chunks of
 //! an old epoch, and chunks that do not start at the queue's position, are dropped when they
 //! arrive, so a seek never lets stale messages through.
+//!
+//! `PullWorkers` is the group membership's handle on these queues: it starts assigned queues
+//! and revokes taken ones, whose release waits for the next `poll` (see `pull_consumer`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
 use super::cluster::Client;
 use super::consume_from::{resolve_start, ConsumeFrom};
 use super::fetch::{pull, PullSettings};
+use super::membership::{BoxFuture, QueueWorkers};
 use super::push_worker::PULL_BACKOFF;
 use super::tag_filter::TagFilter;
 use crate::error::{Error, Result};
@@ -223,6 +228,39 @@ impl Queues {
             )));
         }
         Ok(self.start(queue, Some(offset), context, chunks))
+    }
+}
+
+/// The pull consumer's side of membership: starting and revoking queues in `Queues`.
+#[derive(Debug)]
+pub(crate) struct PullWorkers {
+    pub(crate) queues: Arc<Mutex<Queues>>,
+    pub(crate) context: Arc<FetchContext>,
+    pub(crate) chunks: mpsc::Sender<Chunk>,
+    pub(crate) revoked: Arc<Notify>,
+    pub(crate) commit_on_revoke: bool,
+}
+
+impl QueueWorkers for PullWorkers {
+    fn start(&mut self, queue: &QueueRef) {
+        self.queues
+            .lock()
+            .start(queue, None, &self.context, &self.chunks);
+    }
+
+    fn stop(&mut self, queue: &QueueRef) -> BoxFuture<Option<u64>> {
+        let released = self.queues.lock().revoke(queue);
+        self.revoked.notify_one();
+        let commit = self.commit_on_revoke;
+        Box::pin(async move { released.await.ok().flatten().filter(|_| commit) })
+    }
+
+    fn abandon(&mut self, queue: &QueueRef) {
+        self.queues.lock().remove(queue);
+    }
+
+    fn positions(&self) -> Vec<(QueueRef, u64)> {
+        self.queues.lock().positions()
     }
 }
 
