@@ -63,7 +63,8 @@ pub struct ProducerConfig {
     pub retry_backoff: Backoff,
     /// How long one attempt may take (the broker gets it too, to bound its wait for `acks`).
     pub request_timeout: Duration,
-    /// Requests in flight per queue; 1 keeps order across retries.
+    /// Requests in flight per queue. 1 guarantees per-queue send order, retries and
+    /// reconnects included; more keeps it in the common case only (see `sender`).
     pub max_in_flight_per_queue: usize,
     /// Message bytes queued or in flight before `send_async` waits.
     pub buffer_bytes: usize,

@@ -298,7 +298,9 @@ async fn fetch(
     let mut offset = match start {
         Some(offset) => offset,
         None => {
-            let offset = find_start(&context, &queue).await;
+            let Some(offset) = find_start(&context, &queue, &chunks).await else {
+                return;
+            };
             if chunks.send(chunk(None, Vec::new(), offset)).await.is_err() {
                 return;
             }
@@ -306,7 +308,9 @@ async fn fetch(
         }
     };
     let mut failures = 0;
-    loop {
+    // A closed channel means the consumer is gone (its drop aborts fetchers, but membership
+    // may start one more while it winds down).
+    while !chunks.is_closed() {
         match pull(&context.client, &queue, offset, context.pull, &filter).await {
             Ok(fetched) => {
                 failures = 0;
@@ -332,11 +336,16 @@ async fn fetch(
     }
 }
 
-async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
+/// The queue's start offset, retried until found; `None` once the consumer is gone.
+async fn find_start(
+    context: &FetchContext,
+    queue: &QueueRef,
+    chunks: &mpsc::Sender<Chunk>,
+) -> Option<u64> {
     let mut failures = 0;
-    loop {
+    while !chunks.is_closed() {
         match resolve_start(&context.client, &context.group, queue, context.consume_from).await {
-            Ok(offset) => return offset,
+            Ok(offset) => return Some(offset),
             Err(error) => {
                 tracing::warn!(topic = %queue.topic, queue = queue.queue, %error, "finding the start offset failed");
                 tokio::time::sleep(PULL_BACKOFF.delay(failures)).await;
@@ -344,6 +353,7 @@ async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
             }
         }
     }
+    None
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The producer's per-queue sender: one task per (topic, queue) that takes batches from the
 //! queue's accumulator and sends them to the queue's leader.
 //!
-//! Order. A queue's batches leave in the order they were sealed, and each request is started
-//! (polled until it has been handed to the connection) before the next batch is looked at;
-//! the broker appends one connection's requests in arrival order. So with no retries, a
-//! queue's messages are stored in send order even with `max_in_flight_per_queue` requests
-//! outstanding. A retry re-sends a batch after later batches may have been stored: as in
-//! Kafka, set `max_in_flight_per_queue` to 1 when order must survive retries too (the sender
-//! then waits for each batch's answer before sending the next).
+//! Order. A queue's batches leave in the order they were sealed, and each request is polled
+//! once on the sender's task before the next batch is looked at. With the route cached and
+//! the connection open, that first poll hands the request to the connection, and the broker
+//! appends one connection's requests in arrival order; so with no retries a queue's messages
+//! are stored in send order even with several requests in flight. This is best effort: a
+//! request whose first poll has to wait (a route refresh, a reconnect, a saturated connection)
+//! finishes on its own task and may be overtaken, and a retry re-sends a batch after later
+//! ones may have been stored. As in Kafka, set `max_in_flight_per_queue` to 1 when order must
+//! hold without exception: the sender then waits for each batch's answer before the next.
 //!
 //! Retries. A batch that fails with a retriable error (`Error::is_retriable`: a transport
 //! failure, `NotLeader`, `Busy`, …) is sent again to the same queue, up to `retries` times,
