@@ -7,7 +7,12 @@
 //! - it reaches `batch_bytes` (uncompressed), or the next message would take it past that:
 //!   a message larger than `batch_bytes` therefore travels alone, never split;
 //! - `linger` has passed since its first message;
-//! - someone asks for it now (`seal_now`: a synchronous send, `flush`, shutdown).
+//! - someone asks for it now (`seal_now`: `flush`, shutdown).
+//!
+//! A synchronous send marks the open batch urgent instead of sealing it: the batch is ready
+//! at once, but until the sender has a free in-flight slot to send it, later messages still
+//! join it. Under load, many concurrent synchronous sends therefore share batches rather
+//! than each becoming a request of its own.
 //!
 //! Sealed batches leave in the order they were sealed. Compression is decided when a batch is
 //! built: batches whose uncompressed size reaches `compression_threshold_bytes` use the
@@ -54,6 +59,8 @@ pub(crate) struct OpenBatch<T> {
     small: Option<Vec<Message>>,
     entries: Vec<(MessageId, T)>,
     created: Instant,
+    /// Ready without waiting for the linger.
+    urgent: bool,
 }
 
 /// A finished batch: its bytes and, in record order, each message's id and ticket.
@@ -68,17 +75,6 @@ pub(crate) struct BuiltBatch<T> {
 pub(crate) struct BuildFailed<T> {
     pub(crate) error: Error,
     pub(crate) entries: Vec<(MessageId, T)>,
-}
-
-/// What the sender should do next.
-#[derive(Debug)]
-pub(crate) enum Next<T> {
-    /// Build and send this batch.
-    Ready(OpenBatch<T>),
-    /// Nothing is ready before this instant (the open batch's linger ends then).
-    Wait(Instant),
-    /// Nothing is waiting.
-    Idle,
 }
 
 /// One queue's accumulator; see the module docs.
@@ -99,8 +95,15 @@ impl<T> Accumulator<T> {
     }
 
     /// Adds a message; seals the open batch first if the message would overflow it, and
-    /// after if the batch is now full.
-    pub(crate) fn append(&mut self, message: Message, id: MessageId, ticket: T, now: Instant) {
+    /// after if the batch is now full. `urgent` makes its batch ready now.
+    pub(crate) fn append(
+        &mut self,
+        message: Message,
+        id: MessageId,
+        ticket: T,
+        now: Instant,
+        urgent: bool,
+    ) {
         let estimate = record_size_estimate(&message);
         if self
             .open
@@ -115,7 +118,9 @@ impl<T> Accumulator<T> {
             small: (policy.compression != Compression::None).then(Vec::new),
             entries: Vec::new(),
             created: now,
+            urgent: false,
         });
+        open.urgent |= urgent;
         message.append_to(&mut open.builder, &id);
         open.entries.push((id, ticket));
         if open.builder.size_bytes() >= policy.compression_threshold_bytes {
@@ -135,25 +140,32 @@ impl<T> Accumulator<T> {
         }
     }
 
-    /// The next batch to send, or when to ask again.
-    pub(crate) fn next(&mut self, now: Instant) -> Next<T> {
-        if let Some(batch) = self.sealed.pop_front() {
-            return Next::Ready(batch);
+    /// When the next batch is (or was) ready; `None` when nothing waits.
+    pub(crate) fn ready_at(&self) -> Option<Instant> {
+        if let Some(sealed) = self.sealed.front() {
+            return Some(sealed.created);
         }
-        match &self.open {
-            Some(open) => {
-                let due = open.created + self.policy.linger;
-                if now >= due {
-                    self.seal_now();
-                    self.sealed.pop_front().map_or(Next::Idle, Next::Ready)
-                } else {
-                    Next::Wait(due)
-                }
-            }
-            None => Next::Idle,
-        }
+        let open = self.open.as_ref()?;
+        Some(if open.urgent {
+            open.created
+        } else {
+            open.created + self.policy.linger
+        })
     }
 
+    /// The next batch to send, if one is ready at `now` (see `ready_at` for when to ask
+    /// again).
+    pub(crate) fn take_ready(&mut self, now: Instant) -> Option<OpenBatch<T>> {
+        if now < self.ready_at()? {
+            return None;
+        }
+        if self.sealed.is_empty() {
+            self.seal_now();
+        }
+        self.sealed.pop_front()
+    }
+
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.open.is_none() && self.sealed.is_empty()
     }
@@ -275,7 +287,7 @@ mod tests {
         policy: &BatchPolicy,
     ) -> Vec<BuiltBatch<usize>> {
         let mut out = Vec::new();
-        while let Next::Ready(batch) = acc.next(now) {
+        while let Some(batch) = acc.take_ready(now) {
             out.push(batch.build(policy).unwrap());
         }
         out
@@ -296,7 +308,7 @@ mod tests {
         let mut acc = Accumulator::new(policy);
         let now = Instant::now();
         for n in 0..40 {
-            acc.append(message(100, n), MessageId::generate(), n, now);
+            acc.append(message(100, n), MessageId::generate(), n, now, false);
         }
         let batches = drain(&mut acc, now, &policy);
         assert!(batches.len() >= 4, "{} batches", batches.len());
@@ -319,7 +331,8 @@ mod tests {
             !acc.is_empty(),
             "the partly filled batch waits for its linger"
         );
-        assert!(matches!(acc.next(now), Next::Wait(_)));
+        assert!(acc.take_ready(now).is_none());
+        assert_eq!(acc.ready_at(), Some(now + HOUR));
         acc.seal_now();
         tickets.extend(
             drain(&mut acc, now, &policy)
@@ -336,25 +349,47 @@ mod tests {
         let policy = policy(1 << 20, linger, Compression::None);
         let mut acc = Accumulator::new(policy);
         let start = Instant::now();
-        assert!(matches!(acc.next(start), Next::Idle));
-        acc.append(message(10, 0), MessageId::generate(), 0, start);
+        assert!(acc.take_ready(start).is_none());
+        assert_eq!(acc.ready_at(), None);
+        acc.append(message(10, 0), MessageId::generate(), 0, start, false);
         acc.append(
             message(10, 1),
             MessageId::generate(),
             1,
             start + Duration::from_millis(3),
+            false,
         );
-        match acc.next(start + Duration::from_millis(4)) {
-            Next::Wait(due) => {
-                assert_eq!(due, start + linger, "linger counts from the first message")
-            }
-            other => panic!("expected to wait, got {other:?}"),
-        }
-        match acc.next(start + linger) {
-            Next::Ready(batch) => assert_eq!(batch.len(), 2),
-            other => panic!("expected a batch, got {other:?}"),
-        }
-        assert!(matches!(acc.next(start + linger), Next::Idle));
+        assert!(acc.take_ready(start + Duration::from_millis(4)).is_none());
+        assert_eq!(
+            acc.ready_at(),
+            Some(start + linger),
+            "linger counts from the first message"
+        );
+        let batch = acc
+            .take_ready(start + linger)
+            .expect("due at the end of the linger");
+        assert_eq!(batch.len(), 2);
+        assert!(acc.take_ready(start + linger).is_none());
+        assert_eq!(acc.ready_at(), None);
+    }
+
+    #[test]
+    fn an_urgent_batch_is_ready_at_once_and_still_takes_later_messages() {
+        let policy = policy(1 << 20, HOUR, Compression::None);
+        let mut acc = Accumulator::new(policy);
+        let now = Instant::now();
+        acc.append(message(10, 0), MessageId::generate(), 0, now, false);
+        assert_eq!(acc.ready_at(), Some(now + HOUR));
+        acc.append(message(10, 1), MessageId::generate(), 1, now, true);
+        assert_eq!(
+            acc.ready_at(),
+            Some(now),
+            "ready without waiting for the linger"
+        );
+        acc.append(message(10, 2), MessageId::generate(), 2, now, false);
+        let batch = acc.take_ready(now).expect("urgent");
+        assert_eq!(batch.len(), 3, "joined until it was taken");
+        assert_eq!(acc.ready_at(), None);
     }
 
     #[test]
@@ -362,9 +397,9 @@ mod tests {
         let policy = policy(1024, HOUR, Compression::None);
         let mut acc = Accumulator::new(policy);
         let now = Instant::now();
-        acc.append(message(10, 0), MessageId::generate(), 0, now);
-        acc.append(message(5000, 1), MessageId::generate(), 1, now);
-        acc.append(message(10, 2), MessageId::generate(), 2, now);
+        acc.append(message(10, 0), MessageId::generate(), 0, now, false);
+        acc.append(message(5000, 1), MessageId::generate(), 1, now, false);
+        acc.append(message(10, 2), MessageId::generate(), 2, now, false);
         let batches = drain(&mut acc, now, &policy);
         let shapes: Vec<Vec<usize>> = batches
             .iter()
@@ -384,10 +419,10 @@ mod tests {
             let policy = policy(1 << 20, HOUR, codec);
             let mut acc = Accumulator::new(policy);
             let now = Instant::now();
-            acc.append(message(100, 0), MessageId::generate(), 0, now);
+            acc.append(message(100, 0), MessageId::generate(), 0, now, false);
             acc.seal_now();
             for n in 1..=100 {
-                acc.append(message(100, n), MessageId::generate(), n, now);
+                acc.append(message(100, n), MessageId::generate(), n, now, false);
             }
             acc.seal_now();
             let batches = drain(&mut acc, now, &policy);

@@ -74,13 +74,19 @@ pub struct Client {
     inner: Arc<ClientInner>,
 }
 
-type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Connection>>>;
+/// One broker address: its connection, and the lock that makes connecting single-flight.
+#[derive(Debug, Default)]
+struct ConnectionSlot {
+    connection: Option<Connection>,
+    connecting: Arc<tokio::sync::Mutex<()>>,
+}
 
 #[derive(Debug)]
 struct ClientInner {
     config: ClientConfig,
     connection_config: ConnectionConfig,
-    /// One slot per address; the async lock makes connecting single-flight per address.
+    /// One slot per address. An open connection is found without awaiting anything, so a
+    /// request's first poll reaches the connection (the producer relies on it for order).
     connections: Mutex<HashMap<String, ConnectionSlot>>,
     routes: RouteCache,
     wakers: Arc<GroupWakers>,
@@ -155,23 +161,37 @@ impl Client {
 
     /// The connection to `address`, made now if there is none or it closed.
     pub(crate) async fn connection(&self, address: &str) -> Result<Connection> {
+        if let Some(open) = self.open_connection(address)? {
+            return Ok(open);
+        }
+        let connecting = {
+            let mut connections = self.inner.connections.lock();
+            let slot = connections.entry(address.to_owned()).or_default();
+            slot.connecting.clone()
+        };
+        let _connecting = connecting.lock().await;
+        if let Some(open) = self.open_connection(address)? {
+            return Ok(open); // made while we waited
+        }
+        let fresh = Connection::connect(address, self.inner.connection_config.clone()).await?;
+        let mut connections = self.inner.connections.lock();
+        connections
+            .entry(address.to_owned())
+            .or_default()
+            .connection = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn open_connection(&self, address: &str) -> Result<Option<Connection>> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let slot = self
-            .inner
-            .connections
-            .lock()
-            .entry(address.to_owned())
-            .or_default()
-            .clone();
-        let mut connection = slot.lock().await;
-        if let Some(open) = connection.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(open.clone());
-        }
-        let fresh = Connection::connect(address, self.inner.connection_config.clone()).await?;
-        *connection = Some(fresh.clone());
-        Ok(fresh)
+        let connections = self.inner.connections.lock();
+        Ok(connections
+            .get(address)
+            .and_then(|slot| slot.connection.as_ref())
+            .filter(|connection| !connection.is_closed())
+            .cloned())
     }
 
     /// Sends `request` to a bootstrap broker with the default timeout; see `call_any_timeout`.
@@ -309,13 +329,10 @@ impl Client {
 
 impl ClientInner {
     fn close_connections(&self) {
-        let slots: Vec<ConnectionSlot> = self.connections.lock().values().cloned().collect();
-        for slot in slots {
-            // A slot locked by a connect in progress is skipped: closing never waits.
-            if let Ok(connection) = slot.try_lock() {
-                if let Some(connection) = connection.as_ref() {
-                    connection.close();
-                }
+        let mut connections = self.connections.lock();
+        for slot in connections.values_mut() {
+            if let Some(connection) = slot.connection.take() {
+                connection.close();
             }
         }
     }

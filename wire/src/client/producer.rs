@@ -1,7 +1,8 @@
 //! `Producer`: sends messages, batched per queue, in RocketMQ's three modes.
 //!
-//! - `send` waits for the receipt (RocketMQ's synchronous send). Its batch leaves at once,
-//!   with whatever else was waiting for the queue, instead of waiting for the linger.
+//! - `send` waits for the receipt (RocketMQ's synchronous send). Its batch does not wait for
+//!   the linger: it leaves as soon as the queue has a free in-flight slot, with whatever else
+//!   joined it by then.
 //! - `send_async` queues the message and returns a `SendHandle` at once; await the handle for
 //!   the receipt. Many sends are in flight at a time: this is the fast path.
 //! - `send_one_way` sends one message with `acks` none: no answer, no retry, no receipt.
@@ -62,7 +63,8 @@ pub struct ProducerConfig {
     pub retry_backoff: Backoff,
     /// How long one attempt may take (the broker gets it too, to bound its wait for `acks`).
     pub request_timeout: Duration,
-    /// Requests in flight per queue; 1 keeps order across retries.
+    /// Requests in flight per queue. 1 guarantees per-queue send order, retries and
+    /// reconnects included; more keeps it in the common case only (see `sender`).
     pub max_in_flight_per_queue: usize,
     /// Message bytes queued or in flight before `send_async` waits.
     pub buffer_bytes: usize,
@@ -302,14 +304,20 @@ impl Producer {
         self.check_open()?;
         message.validate()?;
         let queue = self.choose_queue(&message).await?;
-        let bytes = record_size_estimate(&message).min(self.inner.buffer_bytes);
-        let buffer = self
-            .inner
-            .buffer
-            .clone()
-            .acquire_many_owned(bytes as u32) // buffer_bytes < 4 GiB, checked in `new`
-            .await
-            .map_err(|_| Error::Closed)?;
+        // buffer_bytes < 4 GiB, checked in `new`.
+        let bytes = record_size_estimate(&message).min(self.inner.buffer_bytes) as u32;
+        let buffer = match self.inner.buffer.clone().try_acquire_many_owned(bytes) {
+            Ok(permit) => permit,
+            Err(_) => {
+                // The buffer is full, perhaps of batches waiting for their linger: send them
+                // now rather than stall for it.
+                for sender in self.queue_senders() {
+                    sender.seal_now();
+                }
+                let buffer = self.inner.buffer.clone().acquire_many_owned(bytes);
+                buffer.await.map_err(|_| Error::Closed)?
+            }
+        };
         let (reply, receiver) = oneshot::channel();
         let pending = Pending {
             reply,
@@ -451,6 +459,30 @@ mod tests {
             .await
             .expect("the batch left at once");
         assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn full_batches_and_a_full_buffer_do_not_wait_for_the_linger() {
+        // A one-hour linger and a 1 KiB buffer: sends go on only because full batches leave
+        // at once and a full buffer pushes the open batches out.
+        let producer = Producer::new(&unreachable("t"), failing_fast()).unwrap();
+        let body = "x".repeat(200);
+        let mut handles = Vec::new();
+        for _ in 0..20 {
+            let send = producer.send_async(Message::new("t", body.clone()));
+            let handle = tokio::time::timeout(GENEROUS, send)
+                .await
+                .expect("buffer space came back without a flush")
+                .unwrap();
+            handles.push(handle);
+        }
+        let first = handles.remove(0);
+        let answered = tokio::time::timeout(GENEROUS, first).await;
+        assert!(answered.expect("answered without a flush").is_err());
+        producer.close().await;
+        for handle in handles {
+            assert!(handle.await.is_err());
+        }
     }
 
     #[tokio::test]

@@ -38,10 +38,10 @@ use super::cluster::Client;
 use super::consume_from::{queue_bounds, ConsumeFrom};
 use super::fetch::{PullSettings, PULL_WAIT_MIN};
 use super::membership::{
-    new_member_id, parse_subscriptions, validate_group, BoxFuture, GroupHandle, Membership,
-    MembershipConfig, QueueWorkers, SESSION_TIMEOUT_MIN,
+    new_member_id, parse_subscriptions, validate_group, GroupHandle, Membership, MembershipConfig,
+    SESSION_TIMEOUT_MIN,
 };
-use super::pull_queues::{Chunk, FetchContext, Queues, PULL_CHUNKS_BUFFERED};
+use super::pull_queues::{Chunk, FetchContext, PullWorkers, Queues, PULL_CHUNKS_BUFFERED};
 use super::tag_filter::TagFilter;
 use crate::error::{Error, Result};
 use crate::message::ReceivedMessage;
@@ -482,39 +482,6 @@ impl Drop for PullInner {
         queues.closing = true;
         queues.release();
         queues.clear();
-    }
-}
-
-/// The pull consumer's side of membership: starting and revoking queues in `Queues`.
-#[derive(Debug)]
-struct PullWorkers {
-    queues: Arc<Mutex<Queues>>,
-    context: Arc<FetchContext>,
-    chunks: mpsc::Sender<Chunk>,
-    revoked: Arc<Notify>,
-    commit_on_revoke: bool,
-}
-
-impl QueueWorkers for PullWorkers {
-    fn start(&mut self, queue: &QueueRef) {
-        self.queues
-            .lock()
-            .start(queue, None, &self.context, &self.chunks);
-    }
-
-    fn stop(&mut self, queue: &QueueRef) -> BoxFuture<Option<u64>> {
-        let released = self.queues.lock().revoke(queue);
-        self.revoked.notify_one();
-        let commit = self.commit_on_revoke;
-        Box::pin(async move { released.await.ok().flatten().filter(|_| commit) })
-    }
-
-    fn abandon(&mut self, queue: &QueueRef) {
-        self.queues.lock().remove(queue);
-    }
-
-    fn positions(&self) -> Vec<(QueueRef, u64)> {
-        self.queues.lock().positions()
     }
 }
 

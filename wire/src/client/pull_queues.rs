@@ -11,16 +11,21 @@
 //! Seeking, revoking or re-assigning a queue gives it a new epoch and a new fetcher; chunks of
 //! an old epoch, and chunks that do not start at the queue's position, are dropped when they
 //! arrive, so a seek never lets stale messages through.
+//!
+//! `PullWorkers` is the group membership's handle on these queues: it starts assigned queues
+//! and revokes taken ones, whose release waits for the next `poll` (see `pull_consumer`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
 use super::cluster::Client;
 use super::consume_from::{resolve_start, ConsumeFrom};
 use super::fetch::{pull, PullSettings};
+use super::membership::{BoxFuture, QueueWorkers};
 use super::push_worker::PULL_BACKOFF;
 use super::tag_filter::TagFilter;
 use crate::error::{Error, Result};
@@ -226,6 +231,39 @@ impl Queues {
     }
 }
 
+/// The pull consumer's side of membership: starting and revoking queues in `Queues`.
+#[derive(Debug)]
+pub(crate) struct PullWorkers {
+    pub(crate) queues: Arc<Mutex<Queues>>,
+    pub(crate) context: Arc<FetchContext>,
+    pub(crate) chunks: mpsc::Sender<Chunk>,
+    pub(crate) revoked: Arc<Notify>,
+    pub(crate) commit_on_revoke: bool,
+}
+
+impl QueueWorkers for PullWorkers {
+    fn start(&mut self, queue: &QueueRef) {
+        self.queues
+            .lock()
+            .start(queue, None, &self.context, &self.chunks);
+    }
+
+    fn stop(&mut self, queue: &QueueRef) -> BoxFuture<Option<u64>> {
+        let released = self.queues.lock().revoke(queue);
+        self.revoked.notify_one();
+        let commit = self.commit_on_revoke;
+        Box::pin(async move { released.await.ok().flatten().filter(|_| commit) })
+    }
+
+    fn abandon(&mut self, queue: &QueueRef) {
+        self.queues.lock().remove(queue);
+    }
+
+    fn positions(&self) -> Vec<(QueueRef, u64)> {
+        self.queues.lock().positions()
+    }
+}
+
 fn spawn_fetcher(
     context: Arc<FetchContext>,
     queue: QueueRef,
@@ -260,7 +298,9 @@ async fn fetch(
     let mut offset = match start {
         Some(offset) => offset,
         None => {
-            let offset = find_start(&context, &queue).await;
+            let Some(offset) = find_start(&context, &queue, &chunks).await else {
+                return;
+            };
             if chunks.send(chunk(None, Vec::new(), offset)).await.is_err() {
                 return;
             }
@@ -268,7 +308,9 @@ async fn fetch(
         }
     };
     let mut failures = 0;
-    loop {
+    // A closed channel means the consumer is gone (its drop aborts fetchers, but membership
+    // may start one more while it winds down).
+    while !chunks.is_closed() {
         match pull(&context.client, &queue, offset, context.pull, &filter).await {
             Ok(fetched) => {
                 failures = 0;
@@ -294,11 +336,16 @@ async fn fetch(
     }
 }
 
-async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
+/// The queue's start offset, retried until found; `None` once the consumer is gone.
+async fn find_start(
+    context: &FetchContext,
+    queue: &QueueRef,
+    chunks: &mpsc::Sender<Chunk>,
+) -> Option<u64> {
     let mut failures = 0;
-    loop {
+    while !chunks.is_closed() {
         match resolve_start(&context.client, &context.group, queue, context.consume_from).await {
-            Ok(offset) => return offset,
+            Ok(offset) => return Some(offset),
             Err(error) => {
                 tracing::warn!(topic = %queue.topic, queue = queue.queue, %error, "finding the start offset failed");
                 tokio::time::sleep(PULL_BACKOFF.delay(failures)).await;
@@ -306,6 +353,7 @@ async fn find_start(context: &FetchContext, queue: &QueueRef) -> u64 {
             }
         }
     }
+    None
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The producer's per-queue sender: one task per (topic, queue) that takes batches from the
 //! queue's accumulator and sends them to the queue's leader.
 //!
-//! Order. A queue's batches leave in the order they were sealed, and each request is started
-//! (polled until it has been handed to the connection) before the next batch is looked at;
-//! the broker appends one connection's requests in arrival order. So with no retries, a
-//! queue's messages are stored in send order even with `max_in_flight_per_queue` requests
-//! outstanding. A retry re-sends a batch after later batches may have been stored: as in
-//! Kafka, set `max_in_flight_per_queue` to 1 when order must survive retries too (the sender
-//! then waits for each batch's answer before sending the next).
+//! Order. A queue's batches leave in the order they were sealed, and each request is polled
+//! once on the sender's task before the next batch is looked at. With the route cached and
+//! the connection open, that first poll hands the request to the connection, and the broker
+//! appends one connection's requests in arrival order; so with no retries a queue's messages
+//! are stored in send order even with several requests in flight. This is best effort: a
+//! request whose first poll has to wait (a route refresh, a reconnect, a saturated connection)
+//! finishes on its own task and may be overtaken, and a retry re-sends a batch after later
+//! ones may have been stored. As in Kafka, set `max_in_flight_per_queue` to 1 when order must
+//! hold without exception: the sender then waits for each batch's answer before the next.
 //!
 //! Retries. A batch that fails with a retriable error (`Error::is_retriable`: a transport
 //! failure, `NotLeader`, `Busy`, …) is sent again to the same queue, up to `retries` times,
@@ -29,7 +31,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, Next, OpenBatch};
+use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, OpenBatch};
 use super::cluster::{duplicate_error, Client};
 use super::retry::{with_retries, Backoff};
 use crate::error::Result;
@@ -96,18 +98,22 @@ impl QueueSender {
         sender
     }
 
-    /// Queues a message; `urgent` seals its batch at once (a synchronous send does not wait
-    /// for the linger).
+    /// Queues a message; `urgent` makes its batch ready at once (a synchronous send does not
+    /// wait for the linger).
     pub(crate) fn append(&self, message: Message, id: MessageId, pending: Pending, urgent: bool) {
         let mut accumulator = self.accumulator.lock();
-        let was_empty = accumulator.is_empty();
-        accumulator.append(message, id, pending, Instant::now());
-        if urgent {
-            accumulator.seal_now();
-        }
+        let before = accumulator.ready_at();
+        accumulator.append(message, id, pending, Instant::now(), urgent);
+        let after = accumulator.ready_at();
         drop(accumulator);
-        // The task only needs waking when its deadline may have moved closer.
-        if was_empty || urgent {
+        // The task needs waking only when a batch became ready sooner than it planned for: the
+        // first message, a full batch, an urgent send.
+        let sooner = match (before, after) {
+            (None, Some(_)) => true,
+            (Some(before), Some(after)) => after < before,
+            _ => false,
+        };
+        if sooner {
             self.wake.notify_one();
         }
     }
@@ -127,30 +133,34 @@ async fn run(
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
     let mut stopping = *shutdown.borrow();
     loop {
-        let next = {
+        let ready_at = {
             let mut accumulator = sender.accumulator.lock();
             if stopping {
                 accumulator.seal_now();
             }
-            accumulator.next(Instant::now())
+            accumulator.ready_at()
         };
-        match next {
-            Next::Ready(batch) => {
+        match ready_at {
+            // A batch is ready: take it only once a slot is free, so messages arriving
+            // meanwhile still join it.
+            Some(due) if due <= Instant::now() => {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break; // never closed
                 };
-                dispatch(&sender, &settings, batch, permit).await;
+                let ready = sender.accumulator.lock().take_ready(Instant::now());
+                if let Some(batch) = ready {
+                    dispatch(&sender, &settings, batch, permit).await;
+                }
             }
-            Next::Wait(due) if !stopping => {
+            Some(due) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
                     _ = sender.wake.notified() => {}
                     changed = shutdown.changed() => stopping = changed.is_err() || *shutdown.borrow(),
                 }
             }
-            Next::Wait(_) => {} // sealed above; loop to send it
-            Next::Idle if stopping => break,
-            Next::Idle => {
+            None if stopping => break,
+            None => {
                 tokio::select! {
                     _ = sender.wake.notified() => {}
                     changed = shutdown.changed() => stopping = changed.is_err() || *shutdown.borrow(),
