@@ -94,7 +94,7 @@ impl Broker {
                 started_at_ms: wire::message::now_ms(),
             })
             .await?;
-        ensure_offsets_topic(coordinator.as_ref(), &config).await?;
+        let offsets_created = ensure_offsets_topic(coordinator.as_ref(), &config).await?;
         let metadata = coordinator.topics().await?;
         let (topics, offsets) = {
             let (config, logs, internal) = (
@@ -104,7 +104,14 @@ impl Broker {
             );
             let runtime = runtime.clone();
             blocking("opening the queues", move || {
-                open_local_topics(&config, &logs, &internal, metadata, &runtime)
+                open_local_topics(
+                    &config,
+                    &logs,
+                    &internal,
+                    metadata,
+                    offsets_created,
+                    &runtime,
+                )
             })
             .await?
         };
@@ -257,7 +264,7 @@ impl Broker {
         let runtime = self.runtime.clone();
         let name = meta.name.clone();
         let local = tokio::task::spawn_blocking(move || {
-            open_topic_blocking(&manager, meta, broker_id, combine, fresh, &runtime)
+            open_topic_blocking(&manager, meta, broker_id, combine, fresh, true, &runtime)
         })
         .await
         .map_err(|e| error::task_failed("opening a topic", e))?
@@ -333,10 +340,13 @@ impl Broker {
     }
 }
 
-/// Creates the consumer-offsets topic unless it exists.
-async fn ensure_offsets_topic(coordinator: &dyn Coordinator, config: &BrokerConfig) -> Result<()> {
+/// Creates the consumer-offsets topic unless it exists; answers whether it created it.
+async fn ensure_offsets_topic(
+    coordinator: &dyn Coordinator,
+    config: &BrokerConfig,
+) -> Result<bool> {
     if coordinator.topic(OFFSETS_TOPIC).await?.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     let spec = TopicSpec {
         name: OFFSETS_TOPIC.to_owned(),
@@ -345,7 +355,8 @@ async fn ensure_offsets_topic(coordinator: &dyn Coordinator, config: &BrokerConf
         internal: true,
     };
     match coordinator.create_topic(spec).await {
-        Ok(_) | Err(coordinator::Error::TopicExists(_)) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(coordinator::Error::TopicExists(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -358,6 +369,7 @@ fn open_local_topics(
     logs: &Arc<LogManager>,
     internal: &Arc<LogManager>,
     metadata: Vec<TopicMetadata>,
+    offsets_created: bool,
     runtime: &tokio::runtime::Handle,
 ) -> Result<OpenedTopics> {
     let combine = config.flush == Flush::EveryWrite;
@@ -365,8 +377,18 @@ fn open_local_topics(
     for meta in metadata {
         let manager = if meta.internal { internal } else { logs };
         let name = meta.name.clone();
-        let local = open_topic_blocking(manager, meta, config.broker_id, combine, false, runtime)
-            .map_err(|(e, _)| Error::Log(e))?;
+        // A just-created offsets topic has no logs yet: that is expected, not damage.
+        let expect_logs = !(offsets_created && name == OFFSETS_TOPIC);
+        let local = open_topic_blocking(
+            manager,
+            meta,
+            config.broker_id,
+            combine,
+            false,
+            expect_logs,
+            runtime,
+        )
+        .map_err(|(e, _)| Error::Log(e))?;
         topics.insert(name, Arc::new(local));
     }
     let offsets_topic = topics.get(OFFSETS_TOPIC).ok_or_else(|| Error::Open {
@@ -395,6 +417,7 @@ fn open_topic_blocking(
     broker_id: u32,
     combine: bool,
     fresh: bool,
+    expect_logs: bool,
     runtime: &tokio::runtime::Handle,
 ) -> Result<LocalTopic, (log_core::Error, u32)> {
     let name: Arc<str> = Arc::from(meta.name.as_str());
@@ -410,7 +433,7 @@ fn open_topic_blocking(
             manager
                 .delete(&name, state.queue)
                 .map_err(|e| (e, state.queue))?;
-        } else if existing.is_none() && !fresh {
+        } else if existing.is_none() && !fresh && expect_logs {
             tracing::warn!(topic = %name, queue = state.queue, "the log of a known queue is missing; starting it empty");
         }
         let log = manager

@@ -33,7 +33,21 @@ async fn members_join_split_the_queues_and_leave() {
 
     let b = call(&broker, heartbeat("b", None)).await.unwrap();
     assert!(b.generation > alone.generation);
+    assert!(
+        b.assignment.is_empty(),
+        "b gets nothing while a still owns every queue"
+    );
+    // a learns the new generation (keeping only its new target), then confirms it, which
+    // releases the queues it lost; b's next heartbeat takes them.
     let a = call(&broker, heartbeat("a", Some(alone.generation)))
+        .await
+        .unwrap();
+    assert_eq!(a.generation, b.generation);
+    assert_eq!(a.assignment.len(), 2);
+    let a = call(&broker, heartbeat("a", Some(a.generation)))
+        .await
+        .unwrap();
+    let b = call(&broker, heartbeat("b", Some(b.generation)))
         .await
         .unwrap();
     assert_eq!(a.generation, b.generation);
