@@ -225,7 +225,13 @@ impl<D: Dispatch> Driver<D> {
         let handling = self.dispatch.dispatch(&header, request);
         let link = Arc::clone(&self.link);
         self.handlers.spawn(async move {
+            let unanswered = Unanswered {
+                link: Arc::clone(&link),
+                correlation_id,
+                armed: !one_way,
+            };
             let result = handling.await;
+            unanswered.disarm();
             if one_way {
                 return;
             }
@@ -281,6 +287,37 @@ impl<D: Dispatch> Driver<D> {
             reason = ?stop,
             "connection closed"
         );
+    }
+}
+
+/// Answers a request whose handler panicked with `Unknown`, so its caller learns at once
+/// instead of waiting for its timeout. (A handler abandoned at shutdown also passes here, but
+/// the link is closed by then and nothing is sent.)
+struct Unanswered {
+    link: Arc<Link>,
+    correlation_id: u32,
+    armed: bool,
+}
+
+impl Unanswered {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::warn!(
+            connection = self.link.connection_id(),
+            correlation_id = self.correlation_id,
+            "a request handler ended without an answer"
+        );
+        let error = ServiceError::new(ErrorCode::Unknown, "the request handler failed");
+        let frame = codec::encode_error_response(self.correlation_id, &error);
+        let _ = self.link.try_enqueue(frame);
     }
 }
 
