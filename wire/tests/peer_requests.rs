@@ -77,6 +77,13 @@ async fn service_errors_reach_the_caller_as_server_errors() {
     // A service answering with the wrong kind of response is reported, not mis-decoded.
     let error = connection.call(describe("wrong-kind")).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::Unknown));
+    // A handler that panics is answered at once, not left to the caller's timeout.
+    let error = connection
+        .call_timeout(describe("panic"), EVENT_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::Unknown), "{error:?}");
+    connection.call(api_versions()).await.unwrap();
 }
 
 // Single-threaded on purpose: a response the server wrongly queued for a one-way request

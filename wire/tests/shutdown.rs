@@ -197,4 +197,13 @@ async fn connecting_to_nothing_fails_with_connect() {
     drop(listener);
     let result = Connection::connect(&address, ConnectionConfig::default()).await;
     assert!(matches!(result, Err(Error::Connect { .. })), "{result:?}");
+    let config = ConnectionConfig {
+        client_id: "c".repeat(NAME_BYTES_MAX + 1),
+        ..ConnectionConfig::default()
+    };
+    let result = Connection::connect(&address, config).await;
+    assert!(
+        matches!(result, Err(Error::InvalidArgument(_))),
+        "{result:?}"
+    );
 }

@@ -86,7 +86,11 @@ fn request(header: &RequestHeader, body: Bytes) {
     };
     let encoded = codec::encode_request(header, &request).expect("a decoded request re-encodes");
     let bytes = encoded.to_bytes().slice(codec::LENGTH_PREFIX_BYTES..);
-    let Ok(Frame::Request { header: again, body }) = codec::decode_frame(bytes) else {
+    let Ok(Frame::Request {
+        header: again,
+        body,
+    }) = codec::decode_frame(bytes)
+    else {
         panic!("a re-encoded request frame does not decode");
     };
     assert_eq!(&again, header);
@@ -97,10 +101,14 @@ fn response(api_key: ApiKey, body: Bytes) {
     let Ok(response) = codec::decode_response(api_key, 0, body) else {
         return;
     };
-    let encoded = codec::encode_response(9, api_key, &response).expect("a decoded response re-encodes");
+    let encoded =
+        codec::encode_response(9, api_key, &response).expect("a decoded response re-encodes");
     let bytes = encoded.to_bytes().slice(codec::LENGTH_PREFIX_BYTES..);
     let Ok(Frame::Response { body, .. }) = codec::decode_frame(bytes) else {
         panic!("a re-encoded response frame does not decode");
     };
-    assert_eq!(codec::decode_response(api_key, 0, body).as_ref(), Ok(&response));
+    assert_eq!(
+        codec::decode_response(api_key, 0, body).as_ref(),
+        Ok(&response)
+    );
 }

@@ -171,7 +171,11 @@ pub fn encode_request(header: &RequestHeader, request: &Request) -> Result<Encod
             request.api_key()
         )));
     }
-    let mut w = Writer::new();
+    let inline = match request {
+        Request::Send(send) if send.batches.len() <= BLOB_INLINE_BYTES_MAX => send.batches.len(),
+        _ => 0,
+    };
+    let mut w = Writer::with_inline_bytes(header.client_id.len() + inline);
     w.u8(FrameKind::Request as u8);
     w.u16(header.api_key);
     w.u16(header.api_version);
@@ -190,7 +194,11 @@ pub fn encode_response(
     api_key: ApiKey,
     response: &Response,
 ) -> Result<EncodedFrame> {
-    let mut w = Writer::new();
+    let inline = match response {
+        Response::Pull(pull) if pull.batches.len() <= BLOB_INLINE_BYTES_MAX => pull.batches.len(),
+        _ => 0,
+    };
+    let mut w = Writer::with_inline_bytes(inline);
     w.u8(FrameKind::Response as u8);
     w.u32(correlation_id);
     w.u16(ErrorCode::None.as_u16());
@@ -206,7 +214,7 @@ pub fn encode_error_response(correlation_id: u32, error: &ServiceError) -> Encod
         ErrorCode::None => ErrorCode::Unknown,
         code => code,
     };
-    let mut w = Writer::new();
+    let mut w = Writer::with_inline_bytes(error.message.len());
     w.u8(FrameKind::Response as u8);
     w.u32(correlation_id);
     w.u16(code.as_u16());

@@ -83,8 +83,16 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// A writer whose buffer already holds a zeroed length prefix.
+    #[cfg(test)]
     pub(crate) fn new() -> Writer {
-        let mut buffer = BytesMut::with_capacity(FRAME_BUFFER_BYTES_INITIAL);
+        Writer::with_inline_bytes(0)
+    }
+
+    /// A writer with room for the headers and fixed fields plus `inline` bytes of strings or
+    /// small blobs, so a typical frame is built in one allocation.
+    pub(crate) fn with_inline_bytes(inline: usize) -> Writer {
+        let capacity = FRAME_BUFFER_BYTES_INITIAL + inline.min(BLOB_INLINE_BYTES_MAX);
+        let mut buffer = BytesMut::with_capacity(capacity);
         buffer.put_u32(0);
         Writer {
             head: None,

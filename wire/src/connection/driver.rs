@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::link::{Link, Outbound};
 use super::outbound;
@@ -76,8 +77,14 @@ pub(crate) async fn run<D: Dispatch>(
     dispatch: D,
     options: DriverOptions,
 ) {
+    let span = tracing::debug_span!(
+        "connection",
+        id = link.connection_id(),
+        peer = %link.peer_addr()
+    );
     let (read, write) = stream.into_split();
-    let writer = tokio::spawn(outbound::run(write, queue, Arc::clone(&link)));
+    let writer = outbound::run(write, queue, Arc::clone(&link)).instrument(span.clone());
+    let writer = tokio::spawn(writer);
     let mut driver = Driver {
         frames: FrameReader::new(options.trust_lengths),
         link,
@@ -88,8 +95,12 @@ pub(crate) async fn run<D: Dispatch>(
         options,
         draining_until: None,
     };
-    let stop = driver.read_loop().await;
-    driver.wind_down(stop).await;
+    async move {
+        let stop = driver.read_loop().await;
+        driver.wind_down(stop).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 struct Driver<D> {
@@ -224,8 +235,14 @@ impl<D: Dispatch> Driver<D> {
         let correlation_id = header.correlation_id;
         let handling = self.dispatch.dispatch(&header, request);
         let link = Arc::clone(&self.link);
-        self.handlers.spawn(async move {
+        let handler = async move {
+            let unanswered = Unanswered {
+                link: Arc::clone(&link),
+                correlation_id,
+                armed: !one_way,
+            };
             let result = handling.await;
+            unanswered.disarm();
             if one_way {
                 return;
             }
@@ -239,7 +256,9 @@ impl<D: Dispatch> Driver<D> {
                 Err(error) => codec::encode_error_response(correlation_id, &error),
             };
             let _ = link.enqueue(frame).await;
-        });
+        };
+        self.handlers
+            .spawn(handler.instrument(tracing::Span::current()));
     }
 
     async fn reply_error(&self, header: &RequestHeader, error: ServiceError) {
@@ -281,6 +300,37 @@ impl<D: Dispatch> Driver<D> {
             reason = ?stop,
             "connection closed"
         );
+    }
+}
+
+/// Answers a request whose handler panicked with `Unknown`, so its caller learns at once
+/// instead of waiting for its timeout. (A handler abandoned at shutdown also passes here, but
+/// the link is closed by then and nothing is sent.)
+struct Unanswered {
+    link: Arc<Link>,
+    correlation_id: u32,
+    armed: bool,
+}
+
+impl Unanswered {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::warn!(
+            connection = self.link.connection_id(),
+            correlation_id = self.correlation_id,
+            "a request handler ended without an answer"
+        );
+        let error = ServiceError::new(ErrorCode::Unknown, "the request handler failed");
+        let frame = codec::encode_error_response(self.correlation_id, &error);
+        let _ = self.link.try_enqueue(frame);
     }
 }
 

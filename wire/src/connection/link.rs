@@ -132,6 +132,16 @@ impl Link {
             .map_err(|_| Error::Closed)
     }
 
+    /// Queues a frame if there is room now.
+    pub(crate) fn try_enqueue(&self, frame: EncodedFrame) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.outbound
+            .try_send(Outbound::Frame(frame))
+            .map_err(|_| Error::Closed)
+    }
+
     /// Queues the writer's last instruction, even after `close`: flush, then shut down.
     pub(crate) async fn finish(&self) {
         let _ = self.outbound.send(Outbound::Finish).await;
@@ -238,9 +248,7 @@ impl Link {
             return Err(Error::Closed);
         }
         let frame = self.one_way_frame(&request)?;
-        self.outbound
-            .try_send(Outbound::Frame(frame))
-            .map_err(|_| Error::Closed)
+        self.try_enqueue(frame)
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) use driver::{run as drive, Dispatch, DriverOptions, CLOSE_FLUSH_TIMEO
 pub(crate) use link::{Link, PeerLink};
 
 use crate::error::{Error, ErrorCode, Result, ServiceError};
-use crate::protocol::{ApiRequest, Request, RequestHeader, Response};
+use crate::protocol::{ApiRequest, Request, RequestHeader, Response, NAME_BYTES_MAX};
 
 /// Default `ConnectionConfig::connect_timeout`.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
@@ -95,8 +95,15 @@ impl Drop for Handle {
 }
 
 impl Connection {
-    /// Connects (within `config.connect_timeout`) and starts the connection's tasks.
+    /// Connects (within `config.connect_timeout`) and starts the connection's tasks. A
+    /// client id longer than `NAME_BYTES_MAX` fails with `Error::InvalidArgument` at once.
     pub async fn connect(address: &str, config: ConnectionConfig) -> Result<Connection> {
+        if config.client_id.len() > NAME_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "client_id: {} bytes, more than NAME_BYTES_MAX ({NAME_BYTES_MAX})",
+                config.client_id.len()
+            )));
+        }
         let connecting = TcpStream::connect(address);
         let stream = match tokio::time::timeout(config.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,

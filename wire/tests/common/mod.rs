@@ -170,6 +170,7 @@ async fn describe_topic(context: RequestContext, name: String) -> Result<Respons
     }
     match name.as_str() {
         "fail" => Err(ServiceError::new(ErrorCode::UnknownTopic, "no such topic")),
+        "panic" => panic!("the test service panics on request"),
         "wrong-kind" => Ok(Response::Empty),
         _ => Ok(description(name)),
     }
