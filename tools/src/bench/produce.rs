@@ -54,6 +54,7 @@ pub struct ProducerPlan {
 pub async fn run(producer: Producer, plan: ProducerPlan, counters: Arc<Counters>) -> Latencies {
     let mut sender = Sender {
         payloads: Payloads::new(plan.message_size),
+        clock: WallClock::new(),
         pacer: plan.rate.map(Pacer::new),
         sent: 0,
         errors: 0,
@@ -72,6 +73,7 @@ pub async fn run(producer: Producer, plan: ProducerPlan, counters: Arc<Counters>
 struct Sender {
     plan: ProducerPlan,
     payloads: Payloads,
+    clock: WallClock,
     pacer: Option<Pacer>,
     sent: u64,
     errors: u64,
@@ -94,8 +96,12 @@ impl Sender {
         }
     }
 
-    fn message(&mut self) -> Message {
-        Message::new(self.plan.topic.clone(), self.payloads.body(now_micros()))
+    /// The next message and its send time (one clock read for both).
+    fn message(&mut self) -> (Message, Instant) {
+        let now = Instant::now();
+        let sent_us = self.clock.micros_at(now);
+        let message = Message::new(self.plan.topic.clone(), self.payloads.body(sent_us));
+        (message, now)
     }
 
     fn failed(&mut self, error: &wire::Error) {
@@ -112,8 +118,7 @@ impl Sender {
             if let Some(due) = self.pacer.as_ref().map(|p| p.due(self.sent)) {
                 tokio::time::sleep_until(due.into()).await;
             }
-            let message = self.message();
-            let sent = Instant::now();
+            let (message, sent) = self.message();
             match producer.send(message).await {
                 Ok(_) => {
                     latencies.record(sent.elapsed());
@@ -137,8 +142,7 @@ impl Sender {
             if let Some(due) = self.pacer.as_ref().map(|p| p.due(self.sent)) {
                 window.wait_until(due, self).await;
             }
-            let message = self.message();
-            let sent = Instant::now();
+            let (message, sent) = self.message();
             match producer.send_async(message).await {
                 Ok(handle) => window.pending.push_back((sent, handle)),
                 Err(error) => self.failed(&error),
@@ -238,6 +242,28 @@ impl Window {
     }
 }
 
+/// Wall-clock microseconds from monotonic instants: one clock read per message serves both
+/// the latency (monotonic) and the send time in the body (wall clock, for consumers).
+#[derive(Debug)]
+struct WallClock {
+    anchor: Instant,
+    anchor_us: u64,
+}
+
+impl WallClock {
+    fn new() -> WallClock {
+        WallClock {
+            anchor: Instant::now(),
+            anchor_us: now_micros(),
+        }
+    }
+
+    fn micros_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.anchor).as_micros();
+        self.anchor_us + u64::try_from(since).unwrap_or(u64::MAX / 2)
+    }
+}
+
 /// When each message is due at a fixed rate.
 #[derive(Debug)]
 struct Pacer {
@@ -261,6 +287,16 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_clock_micros_follow_the_monotonic_clock() {
+        let clock = WallClock::new();
+        let later = clock.anchor + Duration::from_millis(3);
+        assert_eq!(clock.micros_at(later), clock.anchor_us + 3_000);
+        let wall = now_micros();
+        let derived = clock.micros_at(Instant::now());
+        assert!(derived.abs_diff(wall) < 1_000_000, "{derived} vs {wall}");
+    }
 
     #[test]
     fn paced_messages_are_due_evenly() {
