@@ -12,6 +12,7 @@
 //! 2  the command could not run: bad arguments, missing or unreadable log, I/O failure
 //! ```
 
+mod bench;
 mod broker_cmd;
 mod client_cmd;
 mod log_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Consume(client_cmd::consume::ConsumeArgs),
     /// Consumer groups: list, describe (lag), reset offsets.
     Group(client_cmd::group::GroupArgs),
+    /// Benchmark a broker: produce, consume, end-to-end; and loopback TCP bandwidth.
+    Bench(bench::BenchArgs),
     /// Work with a partition log directory directly, without a broker (uses only log-core).
     Log(log_cmd::LogArgs),
 }
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_cmd::produce::run(args),
         Command::Consume(args) => client_cmd::consume::run(args),
         Command::Group(args) => client_cmd::group::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Log(args) => log_cmd::run(args),
     };
     match result {
