@@ -1,6 +1,8 @@
-//! `BrokerProcess`: one real `runnel broker` child process.
+//! `BrokerProcess`: one real `runnel broker` child process, and what a test asks of it
+//! beyond the protocol: is it alive, and what do its metrics say.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -112,6 +114,29 @@ impl BrokerProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the broker process is still running (it has not exited or been reaped).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The broker's metrics page (Prometheus text), fetched from its admin endpoint.
+    pub fn metrics(&self) -> String {
+        let address = self
+            .admin_address
+            .as_deref()
+            .expect("the broker announced no metrics address");
+        metrics_page(address)
+    }
+
+    /// The value of one metric series, written as on the metrics page (`name` or
+    /// `name{label="value"}`); `None` while the broker has not recorded it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics(), series)
+    }
+
     fn signal(&mut self, signal: i32) {
         if let Some(child) = &self.child {
             let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
@@ -145,6 +170,51 @@ impl Drop for BrokerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Fetches the metrics page (Prometheus text) from a broker's admin endpoint at `address`.
+/// Blocking: async tests call it through `spawn_blocking`.
+pub fn metrics_page(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(AWAIT_TIMEOUT))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the metrics request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the metrics response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "metrics answered {head:?}"
+    );
+    body.to_owned()
+}
+
+/// The value of one metric series of the broker whose admin endpoint is `address` (see
+/// `BrokerProcess::metric`), fetched off the async worker threads.
+pub async fn scrape_metric(address: &str, series: &str) -> Option<f64> {
+    let (address, series) = (address.to_owned(), series.to_owned());
+    tokio::task::spawn_blocking(move || metric_value(&metrics_page(&address), &series))
+        .await
+        .expect("the metrics scrape panicked")
+}
+
+/// Finds `series` (a name, with its labels if it has any) on a Prometheus text page.
+pub fn metric_value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            value.split_whitespace().next()?.parse().ok()
+        })
 }
 
 fn word_after(line: &str, marker: &str) -> Option<String> {

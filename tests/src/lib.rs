@@ -4,13 +4,35 @@
 //!
 //! A broker announces readiness by printing `listening on ADDR` on its first stdout line, so
 //! the harness binds port 0 and learns the port instead of guessing a free one.
+//!
+//! - `broker`: the broker process (start, SIGTERM, SIGKILL, restart, liveness, metrics).
+//! - `cli`: running other `runnel` commands against it, with a deadline.
+//! - `payload`: message bodies derived from their message number, so integrity is checkable
+//!   without remembering what was sent.
+//! - `wait`: awaiting a condition with `AWAIT_TIMEOUT` (never a bare sleep), and the client
+//!   settings and group waits the scenarios share.
 
 pub mod broker;
+pub mod cli;
+pub mod payload;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Shows the client library's warnings (failed pulls, fenced commits, rebalances) in a test's
+/// output, which the test harness prints when the test fails. `RUST_LOG` overrides the
+/// default filter (`wire=warn`). Call it first in a test; later calls do nothing.
+pub fn init_client_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("wire=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
 
 /// How long any awaited event may take before a test fails: generous, because CI machines
 /// stall; a healthy run takes milliseconds to seconds.

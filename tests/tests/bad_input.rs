@@ -1,0 +1,457 @@
+//! Bad input costs only the request, or at worst the connection, that carried it.
+//!
+//! Workload: one bad input per test, sent to a real broker while a bystander (a producer and a
+//! pull consumer on connections of their own, opened before) uses it:
+//!
+//! - well-framed requests the broker refuses, through `Connection`: a send larger than
+//!   `max_message_bytes` (MESSAGE_TOO_LARGE), to an unknown topic (UNKNOWN_TOPIC) or queue
+//!   (UNKNOWN_QUEUE), of a batch that fails its CRC or is no batch at all (CORRUPT_BATCH);
+//!   pulls from an unknown topic or queue;
+//! - raw bytes on a TCP socket: garbage, a length prefix over `FRAME_BYTES_MAX`, a truncated
+//!   frame then EOF (each: the connection is closed, nothing is answered), an unknown API key
+//!   (UNSUPPORTED_API), a body that does not decode (MALFORMED_REQUEST) (each: answered, and
+//!   the connection keeps serving).
+//!
+//! Checks, after every bad input: the documented answer; a refused send stored nothing; the
+//! bystander still sends a message and consumes it; the broker process is still running.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use log_core::{BatchBuilder, Compression};
+use tempfile::TempDir;
+use tests::broker::BrokerProcess;
+use tests::wait::{self, client_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wire::client::{
+    Admin, Client, ConsumeFrom, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
+    QueueRef,
+};
+use wire::codec::{self, Frame, FrameReader};
+use wire::protocol::{
+    Acks, ApiKey, ApiVersionsRequest, PullRequest, Request, RequestHeader, ResponseHeader,
+    SendRequest, FRAME_BYTES_MAX,
+};
+use wire::{Connection, ConnectionConfig, ErrorCode, Message};
+
+/// The bystander's topic (one queue).
+const BYSTANDER: &str = "bystander";
+/// The topic bad sends aim at (two queues, so queue 2 is unknown).
+const TARGET: &str = "target";
+const TARGET_QUEUES: u32 = 2;
+/// The broker's default `max_message_bytes`: 4 MiB.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// How long one poll of the bystander's consumer waits.
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+// ---- refused requests, well framed ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_larger_than_max_message_bytes_is_refused_message_too_large() {
+    let mut setup = Setup::start().await;
+    let connection = setup.connection().await;
+    let oversize = batch_of(&vec![0x5a; MAX_MESSAGE_BYTES + 1]);
+    let refused = connection.call(send_request(TARGET, 0, oversize)).await;
+    expect_code(refused, ErrorCode::MessageTooLarge);
+    setup.after("an oversize send", Some(&connection)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_or_pull_for_an_unknown_topic_is_refused_unknown_topic() {
+    let mut setup = Setup::start().await;
+    let connection = setup.connection().await;
+    let refused = connection
+        .call(send_request("no-such-topic", 0, batch_of(b"lost")))
+        .await;
+    expect_code(refused, ErrorCode::UnknownTopic);
+    let refused = connection.call(pull_request("no-such-topic", 0)).await;
+    expect_code(refused, ErrorCode::UnknownTopic);
+    setup.after("an unknown topic", Some(&connection)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_or_pull_for_an_unknown_queue_is_refused_unknown_queue() {
+    let mut setup = Setup::start().await;
+    let connection = setup.connection().await;
+    let refused = connection
+        .call(send_request(TARGET, TARGET_QUEUES, batch_of(b"lost")))
+        .await;
+    expect_code(refused, ErrorCode::UnknownQueue);
+    let refused = connection.call(pull_request(TARGET, TARGET_QUEUES)).await;
+    expect_code(refused, ErrorCode::UnknownQueue);
+    setup.after("an unknown queue", Some(&connection)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_batch_is_refused_corrupt_batch_and_nothing_is_stored() {
+    let mut setup = Setup::start().await;
+    let connection = setup.connection().await;
+    let good = batch_of(b"a record whose last byte flips");
+    let mut flipped = BytesMut::from(&good[..]);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    let refused = connection
+        .call(send_request(TARGET, 0, flipped.freeze()))
+        .await;
+    expect_code(refused, ErrorCode::CorruptBatch);
+    let not_a_batch = Bytes::from_static(b"this is not a record batch at all, just text");
+    let refused = connection.call(send_request(TARGET, 1, not_a_batch)).await;
+    expect_code(refused, ErrorCode::CorruptBatch);
+    let stored = setup
+        .admin()
+        .describe_topic(TARGET)
+        .await
+        .expect("describe");
+    for queue in &stored.queues {
+        assert_eq!(
+            queue.log_end_offset, 0,
+            "queue {} stored a refused batch",
+            queue.queue
+        );
+    }
+    setup.after("a corrupt batch", Some(&connection)).await;
+}
+
+// ---- raw bytes ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_close_that_connection_without_an_answer() {
+    let mut setup = Setup::start().await;
+    let mut http = RawSocket::connect(&setup.broker.address).await;
+    // "GET " read as a length prefix is about 1.2 GB: over the frame limit.
+    http.write(b"GET /metrics HTTP/1.1\r\nHost: runnel\r\n\r\n")
+        .await;
+    http.expect_closed("an HTTP request").await;
+    let mut unknown_kind = RawSocket::connect(&setup.broker.address).await;
+    unknown_kind.write(&[0, 0, 0, 5, 0x7f, 1, 2, 3, 4]).await;
+    unknown_kind.expect_closed("a frame of unknown kind").await;
+    setup.after("garbage bytes", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_prefix_beyond_frame_bytes_max_closes_the_connection() {
+    let mut setup = Setup::start().await;
+    for length in [FRAME_BYTES_MAX as u32 + 1, u32::MAX] {
+        let mut raw = RawSocket::connect(&setup.broker.address).await;
+        raw.write(&length.to_be_bytes()).await;
+        raw.expect_closed("an oversize length prefix").await;
+    }
+    setup.after("an oversize length prefix", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_frame_then_eof_is_dropped_without_an_answer() {
+    let mut setup = Setup::start().await;
+    let mut raw = RawSocket::connect(&setup.broker.address).await;
+    let whole = api_versions_frame(7);
+    raw.write(&whole[..whole.len() - 3]).await;
+    raw.stream.shutdown().await.expect("close the sending side");
+    raw.expect_closed("a truncated frame then EOF").await;
+    setup.after("a truncated frame", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_api_key_is_answered_unsupported_api_and_the_connection_stays_usable() {
+    let mut setup = Setup::start().await;
+    let mut raw = RawSocket::connect(&setup.broker.address).await;
+    raw.write(&raw_request(4242, 0, 11, b"whatever")).await;
+    let header = raw.expect_response("an unknown API").await;
+    assert_eq!(header.correlation_id, 11);
+    assert_eq!(header.error_code, ErrorCode::UnsupportedApi);
+    raw.expect_still_served(12).await;
+    setup.after("an unknown API key", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_body_is_answered_malformed_request_and_the_connection_stays_usable() {
+    let mut setup = Setup::start().await;
+    let mut raw = RawSocket::connect(&setup.broker.address).await;
+    let bodies: [&[u8]; 3] = [
+        b"\x00",                   // a Send body cut short in its topic name
+        &[0xff, 0xff, 0xff, 0xff], // a topic name longer than NAME_BYTES_MAX
+        // Every field present, but acks 9, which no Acks variant has.
+        b"\x00\x06target\x00\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00",
+    ];
+    for (case, body) in bodies.iter().enumerate() {
+        let correlation_id = 100 + case as u32;
+        raw.write(&raw_request(ApiKey::Send.as_u16(), 0, correlation_id, body))
+            .await;
+        let header = raw.expect_response("a malformed body").await;
+        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(
+            header.error_code,
+            ErrorCode::MalformedRequest,
+            "case {case}"
+        );
+        assert!(!header.error_message.is_empty(), "the refusal says why");
+    }
+    raw.expect_still_served(200).await;
+    let stored = setup
+        .admin()
+        .describe_topic(TARGET)
+        .await
+        .expect("describe");
+    assert!(stored.queues.iter().all(|q| q.log_end_offset == 0));
+    setup.after("a malformed body", None).await;
+}
+
+// ---- the setup and the bystander ----
+
+/// A broker with the target topic, and a bystander using it.
+struct Setup {
+    _dir: TempDir,
+    broker: BrokerProcess,
+    bystander: Bystander,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        tests::init_client_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = BrokerProcess::start(dir.path(), &[]);
+        let bystander = Bystander::join(&broker.address).await;
+        bystander
+            .admin()
+            .create_topic(TARGET, TARGET_QUEUES, Vec::new())
+            .await
+            .expect("create the target topic");
+        Setup {
+            _dir: dir,
+            broker,
+            bystander,
+        }
+    }
+
+    fn admin(&self) -> Admin {
+        self.bystander.admin()
+    }
+
+    /// A connection of its own for the bad requests.
+    async fn connection(&self) -> Connection {
+        Connection::connect(&self.broker.address, ConnectionConfig::default())
+            .await
+            .expect("connect")
+    }
+
+    /// After a bad input: the connection that carried a refused request (if any) still
+    /// serves, the bystander still sends and consumes, and the broker still runs.
+    async fn after(&mut self, bad_input: &str, connection: Option<&Connection>) {
+        if let Some(connection) = connection {
+            let versions = connection.call(ApiVersionsRequest {}).await;
+            assert!(
+                versions.is_ok(),
+                "the connection stopped serving after {bad_input}: {versions:?}"
+            );
+        }
+        self.bystander.round_trip(bad_input).await;
+        assert!(
+            self.broker.is_running(),
+            "the broker process exited after {bad_input}"
+        );
+    }
+}
+
+/// A producer and a consumer, each on a connection of its own made before the bad input.
+struct Bystander {
+    producer_client: Client,
+    producer: Producer,
+    consumer: PullConsumer,
+    sent: usize,
+}
+
+impl Bystander {
+    async fn join(address: &str) -> Bystander {
+        let producer_client = Client::connect(client_config(address, "bystander-producer"))
+            .await
+            .expect("connect the bystander's producer");
+        Admin::new(&producer_client)
+            .create_topic(BYSTANDER, 1, Vec::new())
+            .await
+            .expect("create the bystander topic");
+        let producer =
+            Producer::new(&producer_client, ProducerConfig::default()).expect("producer");
+        let consumer_client = Client::connect(client_config(address, "bystander-consumer"))
+            .await
+            .expect("connect the bystander's consumer");
+        let config = PullConsumerConfig {
+            consume_from: ConsumeFrom::First,
+            auto_commit_interval: None,
+            pull_wait: POLL_TIMEOUT,
+            ..PullConsumerConfig::new("")
+        };
+        let consumer = PullConsumer::new(&consumer_client, config).expect("pull consumer");
+        let queue = QueueRef {
+            topic: BYSTANDER.to_owned(),
+            queue: 0,
+        };
+        consumer.assign(vec![queue]).await.expect("assign");
+        let mut bystander = Bystander {
+            producer_client,
+            producer,
+            consumer,
+            sent: 0,
+        };
+        bystander.round_trip("joining").await;
+        bystander
+    }
+
+    fn admin(&self) -> Admin {
+        Admin::new(&self.producer_client)
+    }
+
+    /// Sends one message and polls until it comes back.
+    async fn round_trip(&mut self, after: &str) {
+        self.sent += 1;
+        let body = format!("bystander message {} (after {after})", self.sent);
+        let send = self.producer.send(Message::new(BYSTANDER, body.clone()));
+        let receipt = wait::within("the bystander's send", send)
+            .await
+            .unwrap_or_else(|e| panic!("the bystander could not send after {after}: {e}"));
+        let what = format!("the bystander to consume its message after {after}");
+        wait::within(&what, async {
+            loop {
+                let polled =
+                    self.consumer.poll(POLL_TIMEOUT).await.unwrap_or_else(|e| {
+                        panic!("the bystander could not poll after {after}: {e}")
+                    });
+                if let Some(message) = polled.iter().find(|m| m.offset == receipt.offset) {
+                    assert_eq!(message.body, body.as_bytes());
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+// ---- requests and frames ----
+
+/// One record batch holding one record with `value`.
+fn batch_of(value: &[u8]) -> Bytes {
+    let mut builder = BatchBuilder::new(Compression::None);
+    builder.append(0, None, Some(value), &[]);
+    builder.build().expect("build a batch").freeze()
+}
+
+fn send_request(topic: &str, queue: u32, batches: Bytes) -> SendRequest {
+    SendRequest {
+        topic: topic.to_owned(),
+        queue,
+        acks: Acks::Leader,
+        timeout_ms: 0,
+        batches,
+    }
+}
+
+fn pull_request(topic: &str, queue: u32) -> PullRequest {
+    PullRequest {
+        topic: topic.to_owned(),
+        queue,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait_ms: 0,
+    }
+}
+
+fn expect_code<T: std::fmt::Debug>(result: wire::Result<T>, code: ErrorCode) {
+    match result {
+        Err(error) => assert_eq!(error.code(), Some(code), "refused with {error}"),
+        Ok(answer) => panic!("expected {code}, the broker answered {answer:?}"),
+    }
+}
+
+/// A request frame built by hand: any API key and version, any body bytes.
+fn raw_request(api_key: u16, api_version: u16, correlation_id: u32, body: &[u8]) -> Vec<u8> {
+    let client_id = b"raw";
+    let mut frame = vec![0; 4];
+    frame.push(0); // frame kind: request
+    frame.extend_from_slice(&api_key.to_be_bytes());
+    frame.extend_from_slice(&api_version.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.push(0); // flags
+    frame.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    frame.extend_from_slice(client_id);
+    frame.extend_from_slice(body);
+    let length = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    frame
+}
+
+/// A well-formed `ApiVersions` request frame, encoded by the codec.
+fn api_versions_frame(correlation_id: u32) -> Bytes {
+    let header = RequestHeader {
+        api_key: ApiKey::ApiVersions.as_u16(),
+        api_version: 0,
+        correlation_id,
+        flags: 0,
+        client_id: "raw".to_owned(),
+    };
+    codec::encode_request(&header, &Request::ApiVersions(ApiVersionsRequest {}))
+        .expect("encode")
+        .to_bytes()
+}
+
+/// A plain TCP socket to the broker, reading frames with the protocol's own frame reader.
+struct RawSocket {
+    stream: TcpStream,
+    frames: FrameReader,
+}
+
+impl RawSocket {
+    async fn connect(address: &str) -> RawSocket {
+        RawSocket {
+            stream: TcpStream::connect(address).await.expect("connect"),
+            frames: FrameReader::new(true),
+        }
+    }
+
+    /// Writes `bytes`; a broker that already closed the socket may make this fail, which
+    /// the reads after it report.
+    async fn write(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// The next frame, or `None` once the broker closed the connection.
+    async fn next_frame(&mut self) -> Option<Frame> {
+        let reading = async {
+            loop {
+                if let Some(frame) = self.frames.next_frame().expect("a frame from the broker") {
+                    return Some(codec::decode_frame(frame).expect("a decodable frame"));
+                }
+                match self.stream.read_buf(self.frames.read_buffer()).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        };
+        wait::within("the broker to answer or close", reading).await
+    }
+
+    async fn expect_closed(&mut self, after: &str) {
+        if let Some(frame) = self.next_frame().await {
+            panic!("after {after} the broker answered {frame:?} instead of closing");
+        }
+    }
+
+    async fn expect_response(&mut self, after: &str) -> ResponseHeader {
+        match self.next_frame().await {
+            Some(Frame::Response { header, .. }) => header,
+            other => panic!("after {after} the broker sent {other:?}, not a response"),
+        }
+    }
+
+    /// A well-formed request on this socket is answered successfully.
+    async fn expect_still_served(&mut self, correlation_id: u32) {
+        let frame = api_versions_frame(correlation_id);
+        self.write(&frame).await;
+        let header = self.expect_response("a well-formed request").await;
+        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(
+            header.error_code,
+            ErrorCode::None,
+            "{}",
+            header.error_message
+        );
+    }
+}
