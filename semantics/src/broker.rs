@@ -187,6 +187,13 @@ impl Broker {
         Ok(())
     }
 
+    /// Answers every waiting long poll now (empty) and makes later pulls answer without
+    /// waiting, so a server draining its connections before `close` is not held up for a
+    /// whole `max_wait` by parked pulls. Everything else keeps working until `close`.
+    pub fn end_long_polls(&self) {
+        self.shutdown.send_replace(true);
+    }
+
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }

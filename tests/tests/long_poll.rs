@@ -162,3 +162,40 @@ async fn send(client: &Client, body: &'static str) -> u64 {
     producer.close().await;
     receipt.offset
 }
+
+/// SIGTERM while a pull is parked: the pull is answered (empty, the queue has nothing new)
+/// rather than cut off when the connection closes, and the broker exits cleanly. Without the
+/// broker ending long polls at the signal, the server's drain would wait the pull out and
+/// then abandon it, and the client would see the connection close instead of an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_a_parked_pull_before_closing() {
+    tests::init_client_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let client = create_topic(&broker).await;
+    let metrics = broker.admin_address.clone().expect("a metrics address");
+    let connection = Connection::connect(&broker.address, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let request = PullRequest {
+        topic: TOPIC.to_owned(),
+        queue: 0,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait_ms: 60_000,
+    };
+    let pulling =
+        tokio::spawn(async move { connection.call_timeout(request, AWAIT_TIMEOUT).await });
+    await_parked_pulls(&metrics, 1).await;
+    client.close();
+
+    let status = tokio::task::spawn_blocking(move || broker.terminate())
+        .await
+        .expect("terminate");
+    assert!(status.success(), "the broker exited with {status}");
+    let response = wait::within("the parked pull to answer", pulling)
+        .await
+        .expect("the pull task panicked")
+        .expect("the parked pull was cut off instead of answered");
+    assert!(response.batches.is_empty());
+}

@@ -133,7 +133,14 @@ async fn serve(mut config: BrokerConfig) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(%address, "broker started");
 
-    let served = server.serve(Arc::clone(&broker), shutdown_signal()).await;
+    // On the signal, parked long polls answer at once, so the server's drain does not wait
+    // out their max_wait; sends and commits in flight still complete before close.
+    let draining = Arc::clone(&broker);
+    let stop = async move {
+        shutdown_signal().await;
+        draining.end_long_polls();
+    };
+    let served = server.serve(Arc::clone(&broker), stop).await;
     tracing::info!("stopping: closing logs");
     let closed = broker.close().await;
     metrics_task.abort();
