@@ -142,4 +142,11 @@ pub enum CoordinatorEvent {
         group: String,
         generation: u64,
     },
+    /// Within `generation`, `members` were granted queues another member released: they may
+    /// consume more than their last heartbeat said.
+    QueuesGranted {
+        group: String,
+        generation: u64,
+        members: Vec<String>,
+    },
 }
