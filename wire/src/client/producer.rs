@@ -325,7 +325,7 @@ impl Producer {
             _flush: self.inner.flush_epoch.lock().0.clone(),
         };
         let sender = self.queue_sender(&message.topic, queue)?;
-        let message_id = MessageId::generate();
+        let message_id = MessageId::generate_at(message.born_timestamp);
         sender.append(message, message_id, pending, urgent);
         Ok(SendHandle {
             message_id,
