@@ -18,14 +18,15 @@
 //! full; `tests/conformance` holds every implementation to it.
 //!
 //! `limits` holds the bounds every implementation enforces on names, queue counts, members
-//! and sessions; `clock` the time source, injectable for tests; `testing` (feature `testing`)
-//! a real etcd server for tests.
+//! and sessions; `clock` the time source, injectable for tests; `placement` where a new
+//! topic's queues go; `testing` (feature `testing`) a real etcd server for tests.
 
 pub mod assignment;
 pub mod clock;
 pub mod embedded;
 pub mod error;
 pub mod limits;
+pub mod placement;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
