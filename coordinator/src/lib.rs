@@ -2,8 +2,9 @@
 //!
 //! The coordinator keeps the broker registry, topic and queue placement, queue replication
 //! state (leader, leader epoch, ISR, version), and consumer-group membership and assignment.
-//! `EmbeddedCoordinator` is the single-node, file-backed default; an etcd implementation with
-//! the same interface serves clusters. It knows nothing of record bytes or sockets.
+//! `EmbeddedCoordinator` is the single-node, file-backed default; `EtcdCoordinator`, with the
+//! same interface, serves clusters (`etcd/mod.rs` has its key layout and design). It knows
+//! nothing of record bytes or sockets.
 //!
 //! # The consumer protocol
 //!
@@ -25,6 +26,7 @@ pub mod assignment;
 pub mod clock;
 pub mod embedded;
 pub mod error;
+pub mod etcd;
 pub mod limits;
 pub mod placement;
 #[cfg(feature = "testing")]
@@ -36,6 +38,7 @@ use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::EmbeddedCoordinator;
 pub use error::{Error, Result};
+pub use etcd::{Election, EtcdConfig, EtcdCoordinator};
 pub use types::*;
 
 /// What a broker asks of the cluster's metadata store. Every method may be called

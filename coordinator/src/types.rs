@@ -142,4 +142,9 @@ pub enum CoordinatorEvent {
         group: String,
         generation: u64,
     },
+    /// The cluster's controller changed: `broker` holds the election now, or (`None`) nobody
+    /// does until the next campaign wins. Only a clustered coordinator elects a controller.
+    ControllerChanged {
+        broker: Option<BrokerId>,
+    },
 }

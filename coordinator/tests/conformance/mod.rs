@@ -52,14 +52,33 @@ pub trait Harness: Send + Sync {
     async fn advance(&self, coordinator: &Self::C, by: Duration);
 }
 
-/// Expands to one `#[tokio::test]` per suite function, each on a fresh `$harness`.
+/// Expands to one `#[tokio::test]` per suite function, each on a fresh `$harness` (an
+/// expression, which may `.await`).
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
-        $crate::conformance_tests!(@tests $harness;
+        $crate::conformance_topic_tests!($harness);
+        $crate::conformance_group_tests!($harness);
+    };
+}
+
+/// The topic half of the suite: creation, listing, deletion, placement, name limits.
+#[macro_export]
+macro_rules! conformance_topic_tests {
+    ($harness:expr) => {
+        $crate::conformance_test_functions!($harness;
             topics_are_created_listed_and_deleted,
             every_queue_is_placed_on_the_registered_broker,
             names_and_queue_counts_are_checked,
+        );
+    };
+}
+
+/// The consumer-group half of the suite, and what must survive a restart.
+#[macro_export]
+macro_rules! conformance_group_tests {
+    ($harness:expr) => {
+        $crate::conformance_test_functions!($harness;
             topics_and_generations_survive_a_restart,
             joins_and_leaves_bump_the_generation,
             queues_move_only_after_their_owner_confirms,
@@ -74,7 +93,12 @@ macro_rules! conformance_tests {
             handover_under_random_churn_seed_3,
         );
     };
-    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+}
+
+/// One `#[tokio::test]` per name.
+#[macro_export]
+macro_rules! conformance_test_functions {
+    ($harness:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
