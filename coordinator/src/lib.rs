@@ -27,6 +27,7 @@ pub mod clock;
 pub mod embedded;
 pub mod error;
 pub mod etcd;
+mod group;
 pub mod limits;
 pub mod placement;
 #[cfg(feature = "testing")]

@@ -3,15 +3,10 @@
 //! has — leases that expire, several instances sharing one cluster, concurrent writers, the
 //! controller election and its fencing, and etcd going away and coming back.
 //!
-//! The consumer-group half of the conformance suite does not run here yet: consumer groups
-//! are not built on the etcd coordinator (its group calls answer `Unavailable`).
-//!
 //! Nothing here sleeps to synchronise: tests await coordinator events or etcd watch events,
 //! each with a generous deadline that fails loudly. Calls that must fail while etcd is down
 //! and succeed after are retried on `Unavailable`, as a broker would, until a deadline.
 
-// The group half of the suite is not expanded here (see above), so parts of it go unused.
-#[allow(dead_code, unused_imports)]
 mod conformance;
 
 use std::future::Future;
@@ -26,7 +21,7 @@ use coordinator::{
 use etcd_client::EventType;
 use tokio::sync::broadcast;
 
-use conformance::{expect_event, topic_spec, Harness};
+use conformance::{expect_event, member, queues, topic_spec, Harness};
 
 /// The broker lease TTL the tests use: etcd's shortest with the test server's timings.
 const LEASE_TTL: Duration = Duration::from_secs(1);
@@ -56,6 +51,8 @@ impl Etcd {
         let mut config = EtcdConfig::new(vec![self.server.endpoint()], self.cluster.clone());
         config.broker_lease_ttl = LEASE_TTL;
         config.request_timeout = REQUEST_TIMEOUT;
+        // Sessions expire on the manual clock, when `advance` says so.
+        config.reap_sessions = false;
         config
     }
 
@@ -99,12 +96,16 @@ impl Harness for Etcd {
         Arc::new(self.connect().await)
     }
 
-    async fn advance(&self, _coordinator: &EtcdCoordinator, by: Duration) {
+    async fn advance(&self, coordinator: &EtcdCoordinator, by: Duration) {
         self.clock.advance(by);
+        coordinator
+            .expire_sessions()
+            .await
+            .expect("expire sessions");
     }
 }
 
-conformance_topic_tests!(Etcd::start().await);
+conformance_tests!(Etcd::start().await);
 
 fn broker_info(id: u32) -> BrokerInfo {
     BrokerInfo {
@@ -368,4 +369,76 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
     if current != lease {
         println!("the broker lease was replaced across the outage");
     }
+}
+
+/// Members heartbeat to different brokers, neither of them always the controller: the group
+/// is one, its assignment outlives the controller, and a member that moves to another broker
+/// keeps its queues and its generation.
+#[tokio::test]
+async fn a_group_spans_brokers_and_outlives_its_controller() {
+    let etcd = Etcd::start().await;
+    let a = etcd.connect().await;
+    let mut a_events = a.events();
+    a.register_broker(broker_info(1)).await.expect("register a");
+    expect_controller(&mut a_events, 1).await;
+    let b = etcd.broker(2).await;
+    let mut b_events = b.events();
+    a.create_topic(topic_spec("orders", 4))
+        .await
+        .expect("create");
+    let x = member("x", &["orders"]);
+    let y = member("y", &["orders"]);
+
+    // x on a (the controller), y on b.
+    let x1 = a.heartbeat("g", x.clone(), None).await.expect("x joins");
+    let y1 = b.heartbeat("g", y.clone(), None).await.expect("y joins");
+    assert!(y1.generation > x1.generation);
+    expect_event(&mut b_events, "the rebalance, seen by b", |e| {
+        matches!(e, CoordinatorEvent::GroupRebalanced { group, generation }
+            if group == "g" && *generation == y1.generation)
+    })
+    .await;
+    let generation = y1.generation;
+    let x2 = a
+        .heartbeat("g", x.clone(), Some(generation))
+        .await
+        .expect("x confirms");
+    let y2 = b
+        .heartbeat("g", y.clone(), Some(generation))
+        .await
+        .expect("y confirms");
+    let mut all = x2.queues.clone();
+    all.extend(y2.queues.clone());
+    all.sort();
+    assert_eq!(all, queues("orders", 4));
+    b.check_generation("g", "x", generation)
+        .await
+        .expect("x is current on b too");
+
+    // a crashes; b becomes controller and carries on from the written assignment.
+    a.crash();
+    expect_controller(&mut b_events, 2).await;
+    let y3 = b
+        .heartbeat("g", y.clone(), Some(generation))
+        .await
+        .expect("y on b");
+    assert_eq!((y3.generation, &y3.queues), (generation, &y2.queues));
+    // x moves to b: a refresh under a new lease, not a new member.
+    let x3 = b
+        .heartbeat("g", x.clone(), Some(generation))
+        .await
+        .expect("x on b");
+    assert_eq!((x3.generation, &x3.queues), (generation, &x2.queues));
+    let group = b.group("g").await.expect("group").expect("g");
+    assert_eq!(group.generation, generation);
+    assert_eq!(group.members.len(), 2);
+
+    // A leave through b moves x's queues to y at once.
+    b.leave_group("g", "x").await.expect("x leaves");
+    let y4 = b
+        .heartbeat("g", y.clone(), Some(generation))
+        .await
+        .expect("y");
+    assert!(y4.generation > generation);
+    assert_eq!(y4.queues, queues("orders", 4));
 }

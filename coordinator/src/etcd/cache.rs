@@ -18,9 +18,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
+use super::groups::{self, AssignmentRecord, MemberRecord};
 use super::keys::{self, ControllerRecord, Key, Keys, TopicRecord};
 use crate::error::{Error, Result};
-use crate::types::{BrokerId, BrokerInfo, CoordinatorEvent, QueueState, TopicMetadata};
+use crate::types::{
+    BrokerId, BrokerInfo, CoordinatorEvent, GroupMetadata, QueueState, TopicMetadata,
+};
 
 /// One stored record with the etcd metadata the coordinator compares against.
 #[derive(Clone, Debug)]
@@ -76,6 +79,11 @@ pub struct Snapshot {
     pub topics: BTreeMap<String, Stored<TopicRecord>>,
     pub partitions: BTreeMap<String, BTreeMap<u32, Stored<QueueState>>>,
     pub controller: Option<Stored<ControllerRecord>>,
+    /// Member keys by group, then member id.
+    pub members: BTreeMap<String, BTreeMap<String, Stored<MemberRecord>>>,
+    pub assignments: BTreeMap<String, Stored<AssignmentRecord>>,
+    /// The latest revision at which a member key of each group was put or deleted.
+    pub member_changes: BTreeMap<String, i64>,
     /// Keys whose record did not decode, with the reason.
     pub corrupt: BTreeMap<String, String>,
 }
@@ -83,6 +91,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Applies one change (keys outside the layout are ignored).
     pub fn apply(&mut self, keys: &Keys, change: Change) {
+        let revision = change.revision();
         let (raw, put) = match change {
             Change::Put {
                 key,
@@ -97,6 +106,10 @@ impl Snapshot {
             return;
         };
         let name = String::from_utf8_lossy(&raw).into_owned();
+        if let Key::Member { group, .. } = &parsed {
+            let latest = self.member_changes.entry(group.clone()).or_default();
+            *latest = (*latest).max(revision);
+        }
         self.corrupt.remove(&name);
         self.remove(&parsed);
         let Some((value, create_revision, mod_revision, lease)) = put else {
@@ -118,7 +131,16 @@ impl Snapshot {
             }
             Key::Controller => keys::decode::<ControllerRecord>(&name, &value)
                 .map(|record| self.controller = Some(Stored::new(record, meta))),
-            Key::Member { .. } | Key::Assignment(_) => Ok(()),
+            Key::Member { group, member } => {
+                groups::decode_member(&name, &member, &value).map(|record| {
+                    self.members
+                        .entry(group)
+                        .or_default()
+                        .insert(member, Stored::new(record, meta));
+                })
+            }
+            Key::Assignment(group) => groups::decode_assignment(&name, &value)
+                .map(|record| drop(self.assignments.insert(group, Stored::new(record, meta)))),
         };
         if let Err(error) = decoded {
             tracing::warn!(key = %name, %error, "a coordinator record does not decode");
@@ -139,7 +161,15 @@ impl Snapshot {
                 }
             }
             Key::Controller => self.controller = None,
-            Key::Member { .. } | Key::Assignment(_) => {}
+            Key::Member { group, member } => {
+                if let Some(members) = self.members.get_mut(group) {
+                    members.remove(member);
+                    if members.is_empty() {
+                        self.members.remove(group);
+                    }
+                }
+            }
+            Key::Assignment(group) => drop(self.assignments.remove(group)),
         }
     }
 
@@ -149,6 +179,13 @@ impl Snapshot {
             .iter()
             .filter(|(_, t)| t.value.complete)
             .map(|(name, t)| (name.as_str(), t.create_revision))
+            .collect()
+    }
+
+    fn generations(&self) -> BTreeMap<String, u64> {
+        self.assignments
+            .iter()
+            .map(|(group, a)| (group.clone(), a.value.generation))
             .collect()
     }
 
@@ -209,6 +246,34 @@ impl Snapshot {
             return Err(keys::corrupt(key, reason.clone()));
         }
         Ok(self.brokers.values().map(|b| b.value.clone()).collect())
+    }
+
+    /// Every complete topic that decodes, with the revision that created it.
+    pub fn topic_map(&self, keys: &Keys) -> BTreeMap<String, (TopicMetadata, i64)> {
+        self.topics
+            .iter()
+            .filter_map(|(name, stored)| {
+                let topic = self.topic(keys, name).ok().flatten()?;
+                Some((name.clone(), (topic, stored.create_revision)))
+            })
+            .collect()
+    }
+
+    /// A group's assignment, or the error naming its corrupt key.
+    pub fn assignment(&self, keys: &Keys, group: &str) -> Result<Option<&AssignmentRecord>> {
+        let key = keys.assignment(group);
+        if let Some(reason) = self.corrupt.get(&key) {
+            return Err(keys::corrupt(&key, reason.clone()));
+        }
+        Ok(self.assignments.get(group).map(|a| &a.value))
+    }
+
+    /// A group as `Coordinator::group` describes it; `None` if it never had a member.
+    pub fn group(&self, keys: &Keys, group: &str) -> Result<Option<GroupMetadata>> {
+        Ok(self
+            .assignment(keys, group)?
+            .filter(|a| a.generation > 0 || !a.members.is_empty())
+            .map(|a| groups::describe(group, a)))
     }
 
     /// How many queues each broker leads.
@@ -288,6 +353,7 @@ impl Cache {
                 .map(|(name, revision)| (name.to_owned(), revision))
                 .collect();
             let controller_before = snapshot.controller_identity();
+            let generations_before = snapshot.generations();
             change(&mut snapshot);
             let topics_after = snapshot.visible_topics();
             let mut events = Vec::new();
@@ -311,12 +377,44 @@ impl Cache {
                     broker: controller_after.map(|(broker, _)| broker),
                 });
             }
+            for (group, generation) in snapshot.generations() {
+                if generations_before
+                    .get(&group)
+                    .is_none_or(|before| *before < generation)
+                {
+                    events.push(CoordinatorEvent::GroupRebalanced { group, generation });
+                }
+            }
             (events, snapshot.revision)
         };
         for event in events {
             let _ = self.events.send(event);
         }
         self.revision.send_replace(revision);
+    }
+
+    /// Waits until `done` holds of the snapshot, failing with `Unavailable` (naming `what`)
+    /// after `deadline`.
+    pub async fn wait_until(
+        &self,
+        deadline: Duration,
+        what: &str,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Result<()> {
+        let mut revisions = self.revision.subscribe();
+        let wait = async {
+            loop {
+                if self.read(&done) {
+                    return;
+                }
+                if revisions.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| Error::Unavailable(format!("{what} did not happen within {deadline:?}")))
     }
 
     /// Waits until the cache has reached `revision` (a write of this instance), failing with

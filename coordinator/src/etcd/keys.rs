@@ -89,12 +89,10 @@ impl Keys {
         format!("{}controller", self.prefix)
     }
 
-    #[allow(dead_code)] // reserved for consumer groups
     pub fn member(&self, group: &str, member: &str) -> String {
         format!("{}groups/{group}/members/{member}", self.prefix)
     }
 
-    #[allow(dead_code)] // reserved for consumer groups
     pub fn assignment(&self, group: &str) -> String {
         format!("{}groups/{group}/assignment", self.prefix)
     }

@@ -12,8 +12,8 @@
 //! | `controller` | `{"broker": <id>}` | the broker that wins the campaign | bound to the winner's broker lease |
 //! | `topics/<topic>` | `{config, internal, queues, complete}` | any broker (`create_topic`) | until `delete_topic` |
 //! | `partitions/<topic>/<queue>` | `QueueState` `{queue, leader, leader_epoch, replicas, isr, version}` | created with the topic; changed only by the controller | deleted with the topic |
-//! | `groups/<group>/members/<member>` | reserved for consumer-group members | — | — |
-//! | `groups/<group>/assignment` | reserved for a group's assignment | — | — |
+//! | `groups/<group>/members/<member>` | `{client_id, host, subscriptions, session_timeout_ms, confirmed}` | the broker the member heartbeats to | bound to a per-member lease, TTL session timeout + 2 s |
+//! | `groups/<group>/assignment` | `{generation, strategy, revision, topics, members: {<id>: {…member, target, owned}}}` | the controller only | kept while the cluster lives (an empty group keeps its generation) |
 //!
 //! # Design
 //!
@@ -45,11 +45,30 @@
 //! **Placement** (`placement.rs`) is round-robin over the live brokers sorted by id, filling
 //! the least-loaded first. Large topics are written in several transactions (`topics.rs`).
 //!
-//! **Not built yet:** consumer groups. `heartbeat`, `leave_group` and `check_generation`
-//! validate their arguments and then answer `Unavailable`; `group` / `groups` answer nothing.
+//! **Consumer groups** split the work three ways. The broker a member heartbeats to
+//! (`members.rs`) writes the member key when it changes (join, subscription, confirmed
+//! generation), keeps its lease alive, and times its session on the injected clock, revoking
+//! the lease of a silent member (the lease TTL is the backstop if that broker dies). The
+//! controller (`controller.rs`) turns member keys and topics into the group's assignment with
+//! the shared hand-over rule (`group.rs`, through `groups::reconcile`), writing it guarded by
+//! its election and the assignment's `mod_revision`. Every broker then answers from its
+//! cached assignment: a heartbeat waits until the assignment's `revision` has reached its
+//! member-key write and answers `owned ∩ target`; `check_generation`, `group` and `groups`
+//! read it; and a rising generation in it is a `GroupRebalanced` event on every instance.
+//! A topic created or deleted under subscribers changes the assignment's `topics` and so
+//! starts a new generation; `create_topic` / `delete_topic` wait (best effort) until the
+//! subscribed groups' assignments reflect it.
+//!
+//! **Sizes.** The assignment of a group is one key: with etcd's default 1.5 MiB request
+//! limit it holds some thousands of members with modest subscriptions, not the full
+//! `GROUP_MEMBERS_MAX` × `MEMBER_SUBSCRIPTIONS_MAX`; a write beyond the limit fails and is
+//! logged by the controller.
 
 mod cache;
+mod controller;
+mod groups;
 mod keys;
+mod members;
 mod registration;
 mod rpc;
 mod topics;
@@ -66,11 +85,12 @@ use tokio::task::AbortHandle;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::limits::{check_group_name, check_member_spec};
 use crate::types::*;
 use crate::Coordinator;
 
+pub use controller::RECONCILE_PERIOD;
 pub use keys::ROOT;
+pub use members::{MEMBER_KEEPALIVE_PERIOD, MEMBER_LEASE_GRACE, REAPER_PERIOD};
 pub use rpc::{RETRY_PAUSE_MAX, RETRY_PAUSE_MIN};
 pub use topics::TXN_OPS_MAX;
 
@@ -101,8 +121,12 @@ pub struct EtcdConfig {
     pub broker_lease_ttl: Duration,
     /// How long one etcd request may take.
     pub request_timeout: Duration,
-    /// How long a write waits for the cache to reach it.
+    /// How long a write waits for the cache to reach it (and a heartbeat for the
+    /// controller's answer).
     pub cache_wait: Duration,
+    /// Whether a background reaper expires silent members every `REAPER_PERIOD`. Without
+    /// it, sessions expire only when `expire_sessions` is called (tests on a manual clock).
+    pub reap_sessions: bool,
 }
 
 impl EtcdConfig {
@@ -114,6 +138,7 @@ impl EtcdConfig {
             broker_lease_ttl: BROKER_LEASE_TTL_DEFAULT,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             cache_wait: CACHE_WAIT_DEFAULT,
+            reap_sessions: true,
         }
     }
 }
@@ -130,7 +155,8 @@ pub struct Election {
 #[derive(Debug)]
 pub struct EtcdCoordinator {
     shared: Arc<Shared>,
-    watcher: AbortHandle,
+    /// The watcher, the controller's loop, and the members' reaper and lease keeper.
+    tasks: Vec<AbortHandle>,
     keeper: Mutex<Option<AbortHandle>>,
 }
 
@@ -140,9 +166,10 @@ struct Shared {
     config: EtcdConfig,
     keys: keys::Keys,
     cache: cache::Cache,
-    #[allow(dead_code)] // consumer-group sessions will be timed on it
+    /// Times consumer-group sessions.
     clock: Arc<dyn Clock>,
     registration: Mutex<Option<Registration>>,
+    members: members::Members,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +211,21 @@ impl Shared {
         }
     }
 
+    /// This broker's term as controller, if it holds the election (by its current lease).
+    fn election(&self) -> Option<Election> {
+        let (info, lease) = self.registration()?;
+        let lease = lease?;
+        self.cache.read(|s| {
+            s.controller
+                .as_ref()
+                .filter(|c| c.value.broker == info.id && c.lease == lease)
+                .map(|c| Election {
+                    broker: c.value.broker,
+                    revision: c.create_revision,
+                })
+        })
+    }
+
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
         let mut kv = self.client.kv_client();
         rpc::within(self.config.request_timeout, what, kv.txn(txn)).await
@@ -223,11 +265,17 @@ impl EtcdCoordinator {
             config,
             clock,
             registration: Mutex::new(None),
+            members: members::Members::default(),
         });
-        let watcher = tokio::spawn(watcher::run(shared.clone())).abort_handle();
+        let mut tasks = vec![
+            tokio::spawn(watcher::run(shared.clone())).abort_handle(),
+            tokio::spawn(controller::run(shared.clone())).abort_handle(),
+        ];
+        let reap = shared.config.reap_sessions;
+        tasks.push(tokio::spawn(members::run(shared.clone(), reap)).abort_handle());
         let coordinator = EtcdCoordinator {
             shared,
-            watcher,
+            tasks,
             keeper: Mutex::new(None),
         };
         // The first list: reads answer from a loaded cache from the start.
@@ -260,7 +308,9 @@ impl EtcdCoordinator {
     /// runs out, and this instance's cache stops following etcd. For fault tests.
     #[cfg(feature = "testing")]
     pub fn crash(&self) {
-        self.watcher.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         if let Some(keeper) = self.keeper.lock().take() {
             keeper.abort();
         }
@@ -286,17 +336,14 @@ impl EtcdCoordinator {
 
     /// This broker's term as controller, if it holds the election (by its current lease).
     pub fn election(&self) -> Option<Election> {
-        let (info, lease) = self.shared.registration()?;
-        let lease = lease?;
-        self.shared.cache.read(|s| {
-            s.controller
-                .as_ref()
-                .filter(|c| c.value.broker == info.id && c.lease == lease)
-                .map(|c| Election {
-                    broker: c.value.broker,
-                    revision: c.create_revision,
-                })
-        })
+        self.shared.election()
+    }
+
+    /// Expires the members of this broker silent for their session timeout on the clock
+    /// (revoking their leases) and waits until the controller has processed it; answers how
+    /// many expired. The background reaper does the same every `REAPER_PERIOD`.
+    pub async fn expire_sessions(&self) -> Result<usize> {
+        members::expire(&self.shared).await
     }
 
     /// Whether this broker is the controller.
@@ -334,7 +381,9 @@ impl EtcdCoordinator {
 
 impl Drop for EtcdCoordinator {
     fn drop(&mut self) {
-        self.watcher.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         if let Some(keeper) = self.keeper.lock().take() {
             keeper.abort();
         }
@@ -400,41 +449,53 @@ impl Coordinator for EtcdCoordinator {
         &self,
         group: &str,
         member: MemberSpec,
-        _generation: Option<u64>,
+        generation: Option<u64>,
     ) -> Result<MemberAssignment> {
-        check_group_name(group)?;
-        check_member_spec(&member)?;
-        Err(groups_not_built())
+        members::heartbeat(&self.shared, group, member, generation).await
     }
 
-    async fn leave_group(&self, group: &str, _member_id: &str) -> Result<()> {
-        check_group_name(group)?;
-        Err(groups_not_built())
+    async fn leave_group(&self, group: &str, member_id: &str) -> Result<()> {
+        members::leave(&self.shared, group, member_id).await
     }
 
-    async fn group(&self, _group: &str) -> Result<Option<GroupMetadata>> {
-        Ok(None)
+    async fn group(&self, group: &str) -> Result<Option<GroupMetadata>> {
+        self.shared
+            .cache
+            .read(|s| s.group(&self.shared.keys, group))
     }
 
     async fn groups(&self) -> Result<Vec<GroupMetadata>> {
-        Ok(Vec::new())
+        let keys = &self.shared.keys;
+        self.shared.cache.read(|s| {
+            let mut out = Vec::new();
+            for name in s.assignments.keys() {
+                out.extend(s.group(keys, name)?);
+            }
+            Ok(out)
+        })
     }
 
-    async fn check_generation(
-        &self,
-        group: &str,
-        _member_id: &str,
-        _generation: u64,
-    ) -> Result<()> {
-        check_group_name(group)?;
-        Err(groups_not_built())
+    async fn check_generation(&self, group: &str, member_id: &str, generation: u64) -> Result<()> {
+        self.shared.cache.read(|s| {
+            let assignment = s
+                .assignment(&self.shared.keys, group)?
+                .filter(|a| a.members.contains_key(member_id))
+                .ok_or_else(|| Error::UnknownMember {
+                    group: group.to_owned(),
+                    member_id: member_id.to_owned(),
+                })?;
+            if assignment.generation != generation {
+                return Err(Error::IllegalGeneration {
+                    group: group.to_owned(),
+                    given: generation,
+                    current: assignment.generation,
+                });
+            }
+            Ok(())
+        })
     }
 
     fn events(&self) -> broadcast::Receiver<CoordinatorEvent> {
         self.shared.cache.events()
     }
-}
-
-fn groups_not_built() -> Error {
-    Error::Unavailable("consumer groups are not built on the etcd coordinator yet".into())
 }

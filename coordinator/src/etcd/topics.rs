@@ -30,10 +30,14 @@ pub const TXN_OPS_MAX: usize = 128;
 
 pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
     check_topic_spec(&spec)?;
-    let (brokers, load) = shared.cache.read(|s| {
+    let (exists, brokers, load) = shared.cache.read(|s| {
         let brokers: Vec<_> = s.brokers.keys().copied().collect();
-        (brokers, s.leader_load())
+        (s.topics.contains_key(&spec.name), brokers, s.leader_load())
     });
+    // Known to exist: no need to place it (the transaction's guard decides otherwise).
+    if exists {
+        return Err(Error::TopicExists(spec.name));
+    }
     let queues = place(spec.queues, &brokers, &load);
     if queues.is_empty() {
         return Err(Error::Unavailable(
@@ -85,6 +89,7 @@ pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
         revision = guarded(shared, &spec.name, "complete the topic", txn).await?;
     }
     shared.caught_up(revision).await?;
+    await_subscribers(shared, &spec.name, revision).await;
     Ok(TopicMetadata {
         name: spec.name,
         config: spec.config,
@@ -123,9 +128,48 @@ pub async fn delete(shared: &Shared, name: &str) -> Result<()> {
     if !answer.succeeded() {
         return Err(Error::UnknownTopic(name.to_owned()));
     }
-    shared
-        .caught_up(answer.header().map_or(0, |h| h.revision()))
-        .await
+    let revision = answer.header().map_or(0, |h| h.revision());
+    shared.caught_up(revision).await?;
+    await_subscribers(shared, name, revision).await;
+    Ok(())
+}
+
+/// After `topic` changed at `revision`, waits until every group subscribed to it has an
+/// assignment reflecting the change, so a caller that looks at a group next sees the
+/// rebalance (as with the embedded coordinator). Best effort: the topic change stands
+/// whatever happens, so a controller that does not answer within the cache wait is logged,
+/// not reported.
+async fn await_subscribers(shared: &Shared, topic: &str, revision: i64) {
+    let keys = &shared.keys;
+    let subscribers: Vec<String> = shared.cache.read(|s| {
+        s.members
+            .iter()
+            .filter(|(_, members)| {
+                members
+                    .values()
+                    .any(|m| m.value.subscriptions.contains_key(topic))
+            })
+            .map(|(group, _)| group.clone())
+            .collect()
+    });
+    if subscribers.is_empty() {
+        return;
+    }
+    let waited = shared
+        .cache
+        .wait_until(
+            shared.config.cache_wait,
+            "the rebalance of subscribed groups",
+            |s| {
+                subscribers.iter().all(|group| {
+                matches!(s.assignment(keys, group), Ok(Some(a)) if a.revision >= revision)
+            })
+            },
+        )
+        .await;
+    if let Err(error) = waited {
+        tracing::warn!(topic, %error, "groups subscribed to a changed topic were not rebalanced in time");
+    }
 }
 
 /// A controller's compare-and-swap of one queue's state; see `EtcdCoordinator::update_queue`.
