@@ -332,6 +332,11 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
     let lease = a.broker_lease().expect("lease");
 
     etcd.server.stop();
+    let clock = etcd.clock.clone();
+    match EtcdCoordinator::connect(etcd.config(), clock).await {
+        Err(Error::Unavailable(_)) => {}
+        other => panic!("connecting while etcd is down answered {other:?}"),
+    }
     match a.create_topic(topic_spec("audit", 1)).await {
         Err(error @ Error::Unavailable(_)) => assert!(error.is_retriable()),
         other => panic!("create while etcd is down answered {other:?}"),
@@ -441,4 +446,44 @@ async fn a_group_spans_brokers_and_outlives_its_controller() {
         .expect("y");
     assert!(y4.generation > generation);
     assert_eq!(y4.queues, queues("orders", 4));
+}
+
+/// Records that do not decode are reported naming their key, never a panic; the rest of the
+/// cluster's metadata still reads.
+#[tokio::test]
+async fn a_corrupt_record_is_reported_naming_its_key() {
+    let etcd = Etcd::start().await;
+    let c = etcd.broker(1).await;
+    c.create_topic(topic_spec("good", 1)).await.expect("create");
+    let mut raw = etcd.raw_client().await;
+    let prefix = format!("/runnel/{}/", etcd.cluster);
+    let damaged = [
+        (format!("{prefix}topics/bad"), &b"{not json"[..]),
+        (format!("{prefix}partitions/good/0"), b"{\"queue\": 7}"),
+        (format!("{prefix}groups/g/assignment"), b"[]"),
+        (format!("{prefix}groups/g/members/m"), b"{}"),
+    ];
+    for (key, value) in &damaged {
+        raw.put(key.as_str(), *value, None)
+            .await
+            .expect("put damage");
+    }
+    c.sync().await.expect("sync");
+    let expect_corrupt = |answer: coordinator::Result<()>, key: &str| match answer {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path.to_str(), Some(key)),
+        other => panic!("{key}: {other:?}"),
+    };
+    expect_corrupt(c.topic("bad").await.map(drop), &damaged[0].0);
+    expect_corrupt(c.topic("good").await.map(drop), &damaged[1].0);
+    assert!(matches!(c.topics().await, Err(Error::Corrupt { .. })));
+    expect_corrupt(c.group("g").await.map(drop), &damaged[2].0);
+    assert_eq!(c.brokers().await.expect("brokers still read").len(), 1);
+    // A repaired record reads again.
+    raw.delete(damaged[0].0.as_str(), None)
+        .await
+        .expect("delete");
+    c.create_topic(topic_spec("fresh", 1))
+        .await
+        .expect("create after damage");
+    assert!(c.topic("fresh").await.expect("fresh").is_some());
 }
