@@ -15,7 +15,7 @@
 //! it never holds a queue another live member holds. A queue moves only after its previous
 //! owner confirms the new generation (or leaves, or its session expires), so two members never
 //! consume one queue at once — provided a member that cannot heartbeat for its session timeout
-//! stops consuming, as it would on losing a lease. `embedded/group.rs` states the rule in
+//! stops consuming, as it would on losing a lease. `group.rs` states the rule in
 //! full; `tests/conformance` holds every implementation to it.
 //!
 //! `limits` holds the bounds every implementation enforces on names, queue counts, members

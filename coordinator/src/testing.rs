@@ -26,7 +26,7 @@ use tempfile::TempDir;
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// How long `stop` waits for the server to exit after SIGTERM before it kills it.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
-/// Pause between two readiness probes.
+/// Pause between two readiness probes, or two looks at whether a stopped server exited.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// Timeout of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -114,7 +114,7 @@ impl EtcdServer {
 
     /// Stops the server with SIGTERM and waits for it to exit (killing it after
     /// `STOP_DEADLINE`).
-    pub fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -129,7 +129,7 @@ impl EtcdServer {
             if !matches!(child.try_wait(), Ok(None)) {
                 return;
             }
-            std::thread::sleep(PROBE_INTERVAL);
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -146,7 +146,7 @@ impl EtcdServer {
     /// Starts the server again on the same data directory and ports (stopping it first if it
     /// runs), and waits until it answers.
     pub async fn restart(&mut self) -> Result<(), StartError> {
-        self.stop();
+        self.stop().await;
         self.launch().await
     }
 
@@ -264,7 +264,7 @@ mod tests {
         server.kill();
         assert!(!server.is_running());
         server.restart().await.expect("restart after kill");
-        server.stop();
+        server.stop().await;
         server.restart().await.expect("restart after stop");
         assert_eq!(server.endpoint(), endpoint);
         let mut client = connect().await.expect("reconnect");

@@ -331,7 +331,7 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
         .expect("create");
     let lease = a.broker_lease().expect("lease");
 
-    etcd.server.stop();
+    etcd.server.stop().await;
     let clock = etcd.clock.clone();
     match EtcdCoordinator::connect(etcd.config(), clock).await {
         Err(Error::Unavailable(_)) => {}
@@ -486,4 +486,32 @@ async fn a_corrupt_record_is_reported_naming_its_key() {
         .await
         .expect("create after damage");
     assert!(c.topic("fresh").await.expect("fresh").is_some());
+}
+
+/// With the background reaper on (the default) and the system clock, a silent member
+/// expires with nobody asking, and its group is rebalanced.
+#[tokio::test]
+async fn the_reaper_expires_silent_members_by_itself() {
+    let etcd = Etcd::start().await;
+    let mut config = etcd.config();
+    config.reap_sessions = true;
+    let c = EtcdCoordinator::connect(config, Arc::new(coordinator::SystemClock))
+        .await
+        .expect("connect");
+    c.register_broker(broker_info(1)).await.expect("register");
+    c.create_topic(topic_spec("orders", 1))
+        .await
+        .expect("create");
+    let mut events = c.events();
+    let mut quick = member("a", &["orders"]);
+    quick.session_timeout = coordinator::limits::SESSION_TIMEOUT_MIN;
+    let joined = c.heartbeat("g", quick, None).await.expect("join");
+    assert!(joined.heartbeat_interval < coordinator::limits::SESSION_TIMEOUT_MIN);
+    expect_event(&mut events, "expiry of a", |e| {
+        matches!(e, CoordinatorEvent::GroupRebalanced { group, generation }
+            if group == "g" && *generation > joined.generation)
+    })
+    .await;
+    let group = c.group("g").await.expect("group").expect("g");
+    assert!(group.members.is_empty());
 }

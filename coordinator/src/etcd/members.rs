@@ -54,6 +54,26 @@ struct Local {
     ttl: i64,
     session_timeout: Duration,
     last_seen: Instant,
+    /// Heartbeats of this member waiting for the controller: the reaper leaves it alone
+    /// meanwhile, so a slow answer never expires the member that is waiting for it.
+    in_flight: usize,
+}
+
+/// Marks one heartbeat of a member as in flight; when it ends (answered, failed or dropped)
+/// the member's session restarts from then.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    slot: (String, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.shared.clock.now();
+        if let Some(local) = self.shared.members.local.lock().get_mut(&self.slot) {
+            local.in_flight = local.in_flight.saturating_sub(1);
+            local.last_seen = local.last_seen.max(now);
+        }
+    }
 }
 
 /// The member lease TTL for `session_timeout`, in whole seconds.
@@ -72,6 +92,10 @@ pub async fn heartbeat(
     check_member_spec(&spec)?;
     let id = spec.member_id.clone();
     let written = write_member(shared, group, &spec, generation).await?;
+    let _in_flight = InFlight {
+        shared,
+        slot: (group.to_owned(), id.clone()),
+    };
     let keys = &shared.keys;
     shared
         .cache
@@ -95,8 +119,9 @@ pub async fn heartbeat(
     })
 }
 
-/// Writes the member key if it changed (or the member is new here); answers the revision
-/// the controller must have processed for the answer to be current.
+/// Writes the member key if it changed (or the member is new here) and marks a heartbeat in
+/// flight; answers the revision the controller must have processed for the answer to be
+/// current.
 async fn write_member(
     shared: &Shared,
     group: &str,
@@ -128,6 +153,7 @@ async fn write_member(
             };
             if let Some(entry) = members.local.lock().get_mut(&slot) {
                 entry.last_seen = now;
+                entry.in_flight += 1;
             }
             return Ok(written);
         }
@@ -148,6 +174,7 @@ async fn write_member(
         ttl,
         session_timeout: spec.session_timeout,
         last_seen: now,
+        in_flight: local.as_ref().map_or(0, |l| l.in_flight) + 1,
     };
     members.local.lock().insert(slot, fresh);
     if let Some(old) = local {
@@ -226,7 +253,10 @@ pub async fn expire(shared: &Shared) -> Result<usize> {
             let mut local = shared.members.local.lock();
             let silent: Vec<(String, String)> = local
                 .iter()
-                .filter(|(_, m)| now.saturating_duration_since(m.last_seen) >= m.session_timeout)
+                .filter(|(_, m)| {
+                    m.in_flight == 0
+                        && now.saturating_duration_since(m.last_seen) >= m.session_timeout
+                })
                 .map(|(slot, _)| slot.clone())
                 .collect();
             silent

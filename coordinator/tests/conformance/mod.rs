@@ -2,7 +2,9 @@
 //!
 //! An implementation's test file implements `Harness` (how to open its store, reopen it as
 //! after a restart, and move its clock) and expands `conformance_tests!` with an expression
-//! that builds a fresh harness; each suite function then becomes one test.
+//! that builds a fresh harness (it may `.await`); each suite function then becomes one test.
+//! `conformance_topic_tests!` and `conformance_group_tests!` expand one half each, for an
+//! implementation that has only one yet.
 //!
 //! The suite uses a session timeout of `SESSION` and moves time only through
 //! `Harness::advance`, always by clear margins (half a timeout, or a timeout plus
