@@ -10,6 +10,7 @@
 mod conformance;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,10 +40,13 @@ struct Etcd {
 }
 
 impl Etcd {
+    /// A fresh server, and a cluster name no other test uses, so tests could share a server.
     async fn start() -> Etcd {
+        static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+        let number = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         Etcd {
             server: EtcdServer::start().await.expect("start etcd"),
-            cluster: "conformance".into(),
+            cluster: format!("test-{}-{number}", std::process::id()),
             clock: Arc::new(ManualClock::new()),
         }
     }
@@ -446,6 +450,30 @@ async fn a_group_spans_brokers_and_outlives_its_controller() {
         .expect("y");
     assert!(y4.generation > generation);
     assert_eq!(y4.queues, queues("orders", 4));
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused() {
+    let etcd = Etcd::start().await;
+    let clock = etcd.clock.clone();
+    let mut no_endpoint = etcd.config();
+    no_endpoint.endpoints.clear();
+    let mut bad_cluster = etcd.config();
+    bad_cluster.cluster = "a/b".into();
+    let mut no_timeout = etcd.config();
+    no_timeout.request_timeout = Duration::ZERO;
+    for config in [no_endpoint, bad_cluster, no_timeout] {
+        match EtcdCoordinator::connect(config.clone(), clock.clone()).await {
+            Err(Error::InvalidArgument(_)) => {}
+            other => panic!("{config:?} answered {other:?}"),
+        }
+    }
+    let mut short_lease = etcd.config();
+    short_lease.broker_lease_ttl = Duration::from_millis(10);
+    let c = EtcdCoordinator::connect(short_lease, clock)
+        .await
+        .expect("connect");
+    assert_eq!(c.config().broker_lease_ttl, Duration::from_secs(1));
 }
 
 /// Records that do not decode are reported naming their key, never a panic; the rest of the

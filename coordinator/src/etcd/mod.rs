@@ -246,6 +246,16 @@ impl EtcdCoordinator {
         if config.endpoints.is_empty() {
             return Err(Error::InvalidArgument("no etcd endpoint given".into()));
         }
+        for (name, value) in [
+            ("request timeout", config.request_timeout),
+            ("cache wait", config.cache_wait),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidArgument(format!(
+                    "the {name} must be positive"
+                )));
+            }
+        }
         let mut config = config;
         config.broker_lease_ttl = registration::lease_ttl(config.broker_lease_ttl);
         let options = ConnectOptions::new()
