@@ -346,6 +346,12 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
         other => panic!("create while etcd is down answered {other:?}"),
     }
     assert!(matches!(a.sync().await, Err(Error::Unavailable(_))));
+    // A re-registration that cannot reach etcd keeps the registration that was.
+    assert!(matches!(
+        a.register_broker(broker_info(1)).await,
+        Err(Error::Unavailable(_))
+    ));
+    assert_eq!(a.broker_lease(), Some(lease));
     assert_eq!(
         a.topic("orders").await.expect("cached read"),
         Some(topic.clone())

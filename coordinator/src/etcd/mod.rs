@@ -375,6 +375,11 @@ impl EtcdCoordinator {
         topics::update_queue(&self.shared, election.revision, topic, state).await
     }
 
+    fn spawn_keeper(&self) {
+        let keeper = tokio::spawn(registration::keep(self.shared.clone())).abort_handle();
+        *self.keeper.lock() = Some(keeper);
+    }
+
     /// Leaves the cluster cleanly: stops keeping the lease and revokes it, so the broker key
     /// (and the controller key, if held) disappear at once rather than after the TTL.
     pub async fn shutdown(&self) -> Result<()> {
@@ -416,22 +421,31 @@ impl Coordinator for EtcdCoordinator {
     /// Registers this broker under a new lease (revoking the lease of an earlier
     /// registration of this instance) and keeps it registered.
     async fn register_broker(&self, broker: BrokerInfo) -> Result<()> {
-        let previous = self.shared.registration.lock().take();
+        // The old keeper stops first, so it cannot put the old record back meanwhile; if the
+        // new registration fails, the old one is kept up again.
         if let Some(keeper) = self.keeper.lock().take() {
             keeper.abort();
         }
-        let (lease, revision) = registration::register(&self.shared, &broker).await?;
+        let previous = self.shared.registration.lock().clone();
+        let (lease, revision) = match registration::register(&self.shared, &broker).await {
+            Ok(registered) => registered,
+            Err(error) => {
+                if previous.is_some() {
+                    self.spawn_keeper();
+                }
+                return Err(error);
+            }
+        };
+        *self.shared.registration.lock() = Some(Registration {
+            info: broker,
+            lease: Some(lease),
+        });
+        self.spawn_keeper();
         if let Some(old) = previous.and_then(|r| r.lease) {
             if let Err(error) = registration::revoke(&self.shared, old).await {
                 tracing::warn!(%error, lease = old, "could not revoke the previous broker lease");
             }
         }
-        *self.shared.registration.lock() = Some(Registration {
-            info: broker,
-            lease: Some(lease),
-        });
-        let keeper = tokio::spawn(registration::keep(self.shared.clone())).abort_handle();
-        *self.keeper.lock() = Some(keeper);
         self.shared.caught_up(revision).await
     }
 
