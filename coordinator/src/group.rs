@@ -68,6 +68,9 @@ pub(crate) struct Group {
     previous: BTreeMap<String, (Duration, Instant)>,
     /// Something changed that needs a new generation (membership, subscriptions, topics).
     rebalance_due: bool,
+    /// Members granted queues (rule 1) since `take_granted` last ran: unless told, they
+    /// learn of it only at their next heartbeat.
+    granted: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +100,7 @@ impl Group {
             members: BTreeMap::new(),
             previous,
             rebalance_due: false,
+            granted: BTreeSet::new(),
         }
     }
 
@@ -124,6 +128,7 @@ impl Group {
             members,
             previous: BTreeMap::new(),
             rebalance_due: false,
+            granted: BTreeSet::new(),
         }
     }
 
@@ -307,14 +312,25 @@ impl Group {
             .values()
             .flat_map(|m| m.owned.iter().cloned())
             .collect();
-        for member in self.members.values_mut() {
+        for (id, member) in &mut self.members {
             for queue in &member.target {
                 if !taken.contains(queue) {
                     taken.insert(queue.clone());
                     member.owned.insert(queue.clone());
+                    self.granted.insert(id.clone());
                 }
             }
         }
+    }
+
+    /// The members granted queues since the last call (see `granted`), forgetting them.
+    pub(crate) fn take_granted(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.granted)
+    }
+
+    /// Forgets that `id` was granted queues: it is being answered now.
+    pub(crate) fn forget_granted(&mut self, id: &str) {
+        self.granted.remove(id);
     }
 
     /// The queues a member may consume now: `owned ∩ target`, sorted.

@@ -142,6 +142,13 @@ pub enum CoordinatorEvent {
         group: String,
         generation: u64,
     },
+    /// Within `generation`, `members` were granted queues another member released: they may
+    /// consume more than their last heartbeat said.
+    QueuesGranted {
+        group: String,
+        generation: u64,
+        members: Vec<String>,
+    },
     /// The cluster's controller changed: `broker` holds the election now, or (`None`) nobody
     /// does until the next campaign wins. Only a clustered coordinator elects a controller.
     ControllerChanged {

@@ -27,8 +27,10 @@ use crate::error::{Error, Result};
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:10911";
 /// Default address of the metrics HTTP endpoint.
 pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:10912";
-/// Default largest `Send` payload: RocketMQ's `maxMessageSize`, applied to a request's batches.
-pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = 4 << 20;
+/// Default largest `Send` payload, applied to a request's batches: the largest batch one
+/// message the client accepts can make (a 4 MiB body, RocketMQ's `maxMessageSize`, plus its
+/// metadata and framing), so no valid message is refused by default.
+pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = wire::message::MESSAGE_BATCH_BYTES_MAX as u32;
 /// Default number of queues of the consumer-offsets topic when the broker creates it.
 pub const OFFSETS_QUEUES_DEFAULT: u32 = 8;
 /// The most queues the consumer-offsets topic may be created with.
@@ -141,7 +143,8 @@ pub struct BrokerConfig {
     /// Delete a queue's oldest sealed segments while it holds more than this. Default: no limit.
     pub retention_bytes: Option<u64>,
     /// The largest `Send` payload (its batches together) the broker accepts; larger sends are
-    /// answered `MessageTooLarge`. Also the largest single batch a log accepts. Default 4 MiB.
+    /// answered `MessageTooLarge`. Also the largest single batch a log accepts. Default 4 MiB +
+    /// 128 KiB (`MAX_MESSAGE_BYTES_DEFAULT`).
     pub max_message_bytes: u32,
     /// `host:port` of the metrics HTTP endpoint the binary serves. Default `127.0.0.1:10912`.
     pub admin_listen: Option<String>,
@@ -317,7 +320,11 @@ mod tests {
         let config = BrokerConfig::default();
         config.validate().unwrap();
         assert_eq!(config.advertised(), LISTEN_DEFAULT);
-        assert_eq!(config.log_config().max_batch_bytes, 4 << 20);
+        // The logs accept the largest batch one valid message makes.
+        assert_eq!(
+            config.log_config().max_batch_bytes,
+            wire::message::MESSAGE_BATCH_BYTES_MAX
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The task that reacts to coordinator events: a group's new generation is pushed to its
-//! members (`NotifyAssignment`, one-way) so they heartbeat at once instead of at their next
+//! members (`NotifyAssignment`, one-way), and so are queues granted within a generation to
+//! the members that gained them, so they heartbeat at once instead of at their next
 //! interval; topics created or deleted by another broker are opened or dropped here.
 //!
 //! If the task falls behind and the broadcast channel drops events, it resynchronises: every
@@ -35,6 +36,13 @@ async fn handle(broker: &Arc<Broker>, event: CoordinatorEvent) {
     match event {
         CoordinatorEvent::GroupRebalanced { group, generation } => {
             broker.peers.notify(&group, generation);
+        }
+        CoordinatorEvent::QueuesGranted {
+            group,
+            generation,
+            members,
+        } => {
+            broker.peers.notify_members(&group, generation, &members);
         }
         CoordinatorEvent::TopicCreated { topic } => {
             if let Err(failure) = broker.adopt_topic(&topic).await {

@@ -107,6 +107,15 @@ impl Peers {
     /// Sends `NotifyAssignment` to every remembered member of `group`; returns how many
     /// were sent. A member whose connection is gone is forgotten.
     pub fn notify(&self, group: &str, generation: u64) -> usize {
+        self.notify_some(group, generation, |_| true)
+    }
+
+    /// Sends `NotifyAssignment` to the remembered members of `group` among `members`.
+    pub fn notify_members(&self, group: &str, generation: u64, members: &[String]) -> usize {
+        self.notify_some(group, generation, |id| members.iter().any(|m| m == id))
+    }
+
+    fn notify_some(&self, group: &str, generation: u64, wanted: impl Fn(&str) -> bool) -> usize {
         let peers: Vec<(String, Peer)> = self
             .inner
             .lock()
@@ -115,6 +124,7 @@ impl Peers {
             .map(|members| {
                 members
                     .iter()
+                    .filter(|(id, _)| wanted(id))
                     .map(|(id, (_, peer))| (id.clone(), peer.clone()))
                     .collect()
             })

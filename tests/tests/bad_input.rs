@@ -29,6 +29,7 @@ use wire::client::{
     QueueRef,
 };
 use wire::codec::{self, Frame, FrameReader};
+use wire::message::{MESSAGE_BODY_BYTES_MAX, MESSAGE_METADATA_BYTES_MAX};
 use wire::protocol::{
     Acks, ApiKey, ApiVersionsRequest, PullRequest, Request, RequestHeader, ResponseHeader,
     SendRequest, FRAME_BYTES_MAX,
@@ -40,8 +41,8 @@ const BYSTANDER: &str = "bystander";
 /// The topic bad sends aim at (two queues, so queue 2 is unknown).
 const TARGET: &str = "target";
 const TARGET_QUEUES: u32 = 2;
-/// The broker's default `max_message_bytes`: 4 MiB.
-const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The broker's default `max_message_bytes`.
+const MAX_MESSAGE_BYTES: usize = semantics::config::MAX_MESSAGE_BYTES_DEFAULT as usize;
 /// How long one poll of the bystander's consumer waits.
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -55,6 +56,58 @@ async fn a_send_larger_than_max_message_bytes_is_refused_message_too_large() {
     let refused = connection.call(send_request(TARGET, 0, oversize)).await;
     expect_code(refused, ErrorCode::MessageTooLarge);
     setup.after("an oversize send", Some(&connection)).await;
+}
+
+/// The other side of the limit: the largest message the client accepts (a body of
+/// `MESSAGE_BODY_BYTES_MAX`, metadata of `MESSAGE_METADATA_BYTES_MAX`, alone in its batch,
+/// uncompressed) is stored and read back intact by a broker with default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_message_the_client_accepts_is_stored_intact() {
+    let mut setup = Setup::start().await;
+    let client = Client::connect(client_config(&setup.broker.address, "largest"))
+        .await
+        .expect("connect");
+    let producer = Producer::new(&client, ProducerConfig::default()).expect("producer");
+    let body: Vec<u8> = (0..MESSAGE_BODY_BYTES_MAX)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let tag = "t".repeat(1000);
+    let value_bytes = MESSAGE_METADATA_BYTES_MAX - tag.len() - "p".len();
+    let message = Message::new(TARGET, body.clone())
+        .with_tag(tag)
+        .with_property("p", "v".repeat(value_bytes));
+    let largest = message.clone().with_key("k");
+    assert!(
+        largest.validate().is_err(),
+        "one more byte of metadata is refused"
+    );
+    let receipt = wait::within("the largest send", producer.send(message))
+        .await
+        .expect("the largest valid message is accepted");
+
+    let config = PullConsumerConfig {
+        consume_from: ConsumeFrom::First,
+        auto_commit_interval: None,
+        pull_wait: POLL_TIMEOUT,
+        ..PullConsumerConfig::new("")
+    };
+    let consumer = PullConsumer::new(&client, config).expect("pull consumer");
+    let queue = QueueRef {
+        topic: TARGET.to_owned(),
+        queue: receipt.queue,
+    };
+    consumer.assign(vec![queue]).await.expect("assign");
+    let received = wait::within("the largest message to come back", async {
+        loop {
+            let polled = consumer.poll(POLL_TIMEOUT).await.expect("poll");
+            if let Some(message) = polled.into_iter().find(|m| m.offset == receipt.offset) {
+                return message;
+            }
+        }
+    })
+    .await;
+    assert!(received.body == body, "the body came back changed");
+    setup.after("the largest message", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,9 +32,19 @@ pub const HEADER_MESSAGE_ID: &str = "UNIQ_KEY";
 /// Property names clients may not set: the system's own headers.
 pub const RESERVED_PROPERTIES: [&str; 2] = [HEADER_TAGS, HEADER_MESSAGE_ID];
 
-/// The largest message body the client accepts before sending (the broker enforces its own
-/// limit, `max_batch_bytes`, too).
+/// The largest message body the client accepts before sending.
 pub const MESSAGE_BODY_BYTES_MAX: usize = 4 << 20;
+/// The most bytes a message's tag, keys and properties (names and values) may take together.
+pub const MESSAGE_METADATA_BYTES_MAX: usize = 64 << 10;
+/// Room for what a batch holding one message adds around its body and metadata: the batch
+/// header (61 bytes), the record's varint framing, the message id header (about 60 bytes)
+/// and one varint length per header, with a wide margin.
+const MESSAGE_FRAMING_BYTES_MAX: usize = 64 << 10;
+/// The largest batch one valid message makes, uncompressed. The broker's default
+/// `max_message_bytes` is this, so every message `validate` accepts is accepted by a broker
+/// with default settings, even when it travels alone in its batch.
+pub const MESSAGE_BATCH_BYTES_MAX: usize =
+    MESSAGE_BODY_BYTES_MAX + MESSAGE_METADATA_BYTES_MAX + MESSAGE_FRAMING_BYTES_MAX;
 
 /// A message to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,12 +90,19 @@ impl Message {
     }
 
     /// Checks what the record mapping cannot represent: reserved property names, keys with
-    /// spaces, oversize bodies.
+    /// spaces, oversize bodies or metadata.
     pub fn validate(&self) -> Result<()> {
         if self.body.len() > MESSAGE_BODY_BYTES_MAX {
             return Err(Error::InvalidArgument(format!(
                 "message body of {} bytes exceeds {MESSAGE_BODY_BYTES_MAX}",
                 self.body.len()
+            )));
+        }
+        let metadata = self.metadata_bytes();
+        if metadata > MESSAGE_METADATA_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "message tag, keys and properties take {metadata} bytes; the limit is \
+                 {MESSAGE_METADATA_BYTES_MAX}"
             )));
         }
         if let Some(key) = self.keys.iter().find(|k| k.is_empty() || k.contains(' ')) {
@@ -103,6 +120,14 @@ impl Message {
             )));
         }
         Ok(())
+    }
+
+    /// Bytes of the tag, keys (with their separators) and properties (names and values).
+    fn metadata_bytes(&self) -> usize {
+        let tag = self.tag.as_ref().map_or(0, String::len);
+        let keys: usize = self.keys.iter().map(|k| k.len() + 1).sum();
+        let properties: usize = self.properties.iter().map(|(n, v)| n.len() + v.len()).sum();
+        tag + keys + properties
     }
 
     /// Appends this message to a batch as one record carrying `id`.

@@ -216,18 +216,35 @@ impl Inner {
             let bytes = store::encode_groups(records);
             self.files.replace(store::GROUPS_FILE, bytes).await?;
         }
-        for (name, next) in changed {
+        for (name, mut next) in changed {
             let before = state.groups.get(&name).map_or(0, Group::generation);
             let generation = next.generation();
-            state.groups.insert(name.clone(), next);
             if generation != before {
+                // Every member hears of the new generation; grants need no word of their own.
+                next.take_granted();
                 let _ = self.events.send(CoordinatorEvent::GroupRebalanced {
-                    group: name,
+                    group: name.clone(),
                     generation,
                 });
+            } else {
+                self.announce_grants(&name, &mut next);
             }
+            state.groups.insert(name, next);
         }
         Ok(())
+    }
+
+    /// Tells the members `group` granted queues within its generation (a previous owner
+    /// released them) that their assignment grew, so they take the queues up at once.
+    fn announce_grants(&self, name: &str, group: &mut Group) {
+        let members: Vec<String> = group.take_granted().into_iter().collect();
+        if !members.is_empty() {
+            let _ = self.events.send(CoordinatorEvent::QueuesGranted {
+                group: name.to_owned(),
+                generation: group.generation(),
+                members,
+            });
+        }
     }
 
     /// After a topic appeared or vanished: rebalances every group subscribed to it. A failed
@@ -412,6 +429,7 @@ impl Coordinator for EmbeddedCoordinator {
             next.rebalance_if_due(&state.topics);
             next.confirm(&id, generation);
             next.settle(now);
+            next.forget_granted(&id);
             inner
                 .commit_groups(&mut state, vec![(group.to_owned(), next)])
                 .await?;
@@ -419,6 +437,8 @@ impl Coordinator for EmbeddedCoordinator {
             current.join_or_refresh(member, now);
             current.confirm(&id, generation);
             current.settle(now);
+            current.forget_granted(&id);
+            inner.announce_grants(group, current);
         }
         let current = state
             .groups

@@ -4,7 +4,8 @@
 //! The cache holds every key under the cluster prefix, decoded, at one etcd revision. It
 //! changes only in two ways: `replace` (a consistent range read at revision R, after start-up
 //! or a broken watch) and `apply` (the events of one watch response). Both compare what was
-//! visible before and after and emit `TopicCreated` / `TopicDeleted` / `ControllerChanged`,
+//! visible before and after and emit `TopicCreated` / `TopicDeleted` / `ControllerChanged` /
+//! `GroupRebalanced` / `QueuesGranted`,
 //! so every instance announces changes made anywhere in the cluster, and a re-list after an
 //! outage announces what changed meanwhile. Events are sent before the revision is published,
 //! so a caller that waited for its write's revision finds the event already queued.
@@ -22,7 +23,7 @@ use super::groups::{self, AssignmentRecord, MemberRecord};
 use super::keys::{self, ControllerRecord, Key, Keys, TopicRecord};
 use crate::error::{Error, Result};
 use crate::types::{
-    BrokerId, BrokerInfo, CoordinatorEvent, GroupMetadata, QueueState, TopicMetadata,
+    BrokerId, BrokerInfo, CoordinatorEvent, GroupMetadata, QueueId, QueueState, TopicMetadata,
 };
 
 /// One stored record with the etcd metadata the coordinator compares against.
@@ -182,10 +183,19 @@ impl Snapshot {
             .collect()
     }
 
-    fn generations(&self) -> BTreeMap<String, u64> {
+    /// Each group's generation and what each member may consume in it.
+    fn answers(&self) -> BTreeMap<String, (u64, BTreeMap<String, Vec<QueueId>>)> {
         self.assignments
             .iter()
-            .map(|(group, a)| (group.clone(), a.value.generation))
+            .map(|(group, a)| {
+                let answers = a
+                    .value
+                    .members
+                    .keys()
+                    .filter_map(|id| Some((id.clone(), groups::answer(&a.value, id)?)))
+                    .collect();
+                (group.clone(), (a.value.generation, answers))
+            })
             .collect()
     }
 
@@ -286,6 +296,36 @@ impl Snapshot {
     }
 }
 
+/// What a change of one group's assignment announces: a higher generation is
+/// `GroupRebalanced` (every member hears of it); within one generation, members whose answer
+/// grew (a queue another member released was granted to them) are `QueuesGranted`.
+fn group_events(
+    group: String,
+    generation: u64,
+    answers: &BTreeMap<String, Vec<QueueId>>,
+    before: Option<&(u64, BTreeMap<String, Vec<QueueId>>)>,
+) -> Option<CoordinatorEvent> {
+    let Some((before_generation, before_answers)) = before else {
+        return Some(CoordinatorEvent::GroupRebalanced { group, generation });
+    };
+    if *before_generation < generation {
+        return Some(CoordinatorEvent::GroupRebalanced { group, generation });
+    }
+    let members: Vec<String> = answers
+        .iter()
+        .filter(|(id, queues)| {
+            let before = before_answers.get(*id);
+            queues.iter().any(|q| before.is_none_or(|b| !b.contains(q)))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    (!members.is_empty()).then_some(CoordinatorEvent::QueuesGranted {
+        group,
+        generation,
+        members,
+    })
+}
+
 /// The cache: a snapshot behind a lock, the revision it has reached, and the event stream.
 #[derive(Debug)]
 pub struct Cache {
@@ -353,7 +393,7 @@ impl Cache {
                 .map(|(name, revision)| (name.to_owned(), revision))
                 .collect();
             let controller_before = snapshot.controller_identity();
-            let generations_before = snapshot.generations();
+            let answers_before = snapshot.answers();
             change(&mut snapshot);
             let topics_after = snapshot.visible_topics();
             let mut events = Vec::new();
@@ -377,13 +417,9 @@ impl Cache {
                     broker: controller_after.map(|(broker, _)| broker),
                 });
             }
-            for (group, generation) in snapshot.generations() {
-                if generations_before
-                    .get(&group)
-                    .is_none_or(|before| *before < generation)
-                {
-                    events.push(CoordinatorEvent::GroupRebalanced { group, generation });
-                }
+            for (group, (generation, answers)) in snapshot.answers() {
+                let before = answers_before.get(&group);
+                events.extend(group_events(group, generation, &answers, before));
             }
             (events, snapshot.revision)
         };

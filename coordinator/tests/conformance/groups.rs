@@ -127,6 +127,38 @@ pub async fn queues_move_only_after_their_owner_confirms<H: Harness>(harness: &H
     assert_eq!(a4.queues, queues("orders", 4));
 }
 
+pub async fn a_grant_within_a_generation_is_announced_to_its_member<H: Harness>(harness: &H) {
+    let c = with_topics(harness, &[("orders", 4)]).await;
+    let a = member("a", &["orders"]);
+    let b = member("b", &["orders"]);
+    heartbeat(&*c, "g", &a, None).await;
+    let g2 = heartbeat(&*c, "g", &b, None).await.generation;
+    let mut events = c.events();
+
+    // a confirms: queues 2-3 pass to b within generation g2, which b learns from an event
+    // rather than from its next heartbeat.
+    heartbeat(&*c, "g", &a, Some(g2)).await;
+    let event = expect_event(
+        &mut events,
+        "the grant to b",
+        |e| matches!(e, CoordinatorEvent::QueuesGranted { group, .. } if group == "g"),
+    )
+    .await;
+    assert_eq!(
+        event,
+        CoordinatorEvent::QueuesGranted {
+            group: "g".into(),
+            generation: g2,
+            members: vec!["b".into()],
+        }
+    );
+    let b2 = heartbeat(&*c, "g", &b, Some(g2)).await;
+    assert_eq!(
+        b2.queues,
+        vec![QueueId::new("orders", 2), QueueId::new("orders", 3)]
+    );
+}
+
 pub async fn a_silent_member_expires_and_its_queues_move<H: Harness>(harness: &H) {
     let c = with_topics(harness, &[("orders", 4)]).await;
     let a = member("a", &["orders"]);

@@ -84,6 +84,7 @@ macro_rules! conformance_group_tests {
             topics_and_generations_survive_a_restart,
             joins_and_leaves_bump_the_generation,
             queues_move_only_after_their_owner_confirms,
+            a_grant_within_a_generation_is_announced_to_its_member,
             a_silent_member_expires_and_its_queues_move,
             check_generation_fences_stale_and_unknown_members,
             a_subscription_change_rebalances,

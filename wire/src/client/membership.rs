@@ -22,7 +22,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -46,7 +45,10 @@ const HEARTBEAT_INTERVAL_MIN: Duration = Duration::from_millis(100);
 const HEARTBEAT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 /// Attempts at committing a revoked queue's position before giving it up anyway (its
 /// messages are then consumed again by the next owner: at least once, never lost).
-const REVOKE_COMMIT_ATTEMPTS: u32 = 3;
+const REVOKE_COMMIT_ATTEMPTS: u32 = 8;
+/// How long a fenced revocation commit waits for a heartbeat to bring the generation to
+/// commit with before it gives up.
+const REVOKE_GENERATION_WAIT: Duration = Duration::from_secs(10);
 /// Revocation reports waiting for the membership task.
 const REVOKED_CHANNEL_CAPACITY: usize = 64;
 
@@ -72,7 +74,8 @@ pub(crate) struct GroupHandle {
     pub(crate) member_id: String,
     /// Set by `NotifyAssignment` and by anyone wanting a heartbeat now.
     pub(crate) wake: Arc<Notify>,
-    generation: Mutex<Option<u64>>,
+    /// The generation commits carry; `None` while the member is not in the group.
+    generation: watch::Sender<Option<u64>>,
 }
 
 impl GroupHandle {
@@ -81,12 +84,20 @@ impl GroupHandle {
             group: group.to_owned(),
             member_id,
             wake: client.register_group_member(group),
-            generation: Mutex::new(None),
+            generation: watch::Sender::new(None),
         })
     }
 
     pub(crate) fn generation(&self) -> Option<u64> {
-        *self.generation.lock()
+        *self.generation.borrow()
+    }
+
+    fn set_generation(&self, generation: Option<u64>) {
+        self.generation.send_if_modified(|current| {
+            let changed = *current != generation;
+            *current = generation;
+            changed
+        });
     }
 
     /// Commits `offsets` as this member; a fenced commit asks for a heartbeat now.
@@ -235,7 +246,8 @@ impl<W: QueueWorkers> Membership<W> {
                     self.workers.abandon(&queue);
                     self.committed.remove(&queue);
                 }
-                *self.handle.generation.lock() = self.assignment.commit_generation();
+                self.handle
+                    .set_generation(self.assignment.commit_generation());
                 self.backoff_after_failure()
             }
             Err(error) => {
@@ -261,7 +273,8 @@ impl<W: QueueWorkers> Membership<W> {
             );
         }
         let changes = self.assignment.on_heartbeat(generation, assignment);
-        *self.handle.generation.lock() = self.assignment.commit_generation();
+        self.handle
+            .set_generation(self.assignment.commit_generation());
         if !changes.start.is_empty() || !changes.revoke.is_empty() {
             tracing::info!(
                 group = %self.handle.group,
@@ -352,6 +365,10 @@ impl<W: QueueWorkers> Membership<W> {
     }
 }
 
+/// Commits a revoked queue's position. The member still owns the queue (it confirms the new
+/// generation only after this returns), so a commit fenced because the generation moved on is
+/// retried with the generation the heartbeat it triggered brings back; a member that lost its
+/// place in the group (generation `None`) gives up, as another member may own the queue.
 async fn commit_revoked(client: &Client, handle: &GroupHandle, queue: &QueueRef, offset: u64) {
     let offsets = || {
         vec![OffsetCommit {
@@ -360,24 +377,32 @@ async fn commit_revoked(client: &Client, handle: &GroupHandle, queue: &QueueRef,
             offset,
         }]
     };
+    let mut generations = handle.generation.subscribe();
     for attempt in 0..REVOKE_COMMIT_ATTEMPTS {
-        match handle.commit(client, offsets()).await {
+        generations.mark_unchanged();
+        let error = match handle.commit(client, offsets()).await {
             Ok(()) => return,
-            Err(error) if error.is_retriable() && attempt + 1 < REVOKE_COMMIT_ATTEMPTS => {
-                tokio::time::sleep(HEARTBEAT_BACKOFF.delay(attempt)).await;
+            Err(error) => error,
+        };
+        let last = attempt + 1 == REVOKE_COMMIT_ATTEMPTS;
+        if error.code() == Some(ErrorCode::IllegalGeneration) && !last {
+            let moved = tokio::time::timeout(REVOKE_GENERATION_WAIT, generations.changed()).await;
+            if matches!(moved, Ok(Ok(()))) && generations.borrow().is_some() {
+                continue;
             }
-            Err(error) => {
-                tracing::warn!(
-                    group = %handle.group,
-                    topic = %queue.topic,
-                    queue = queue.queue,
-                    offset,
-                    %error,
-                    "could not commit a revoked queue; its next owner may consume some messages again"
-                );
-                return;
-            }
+        } else if error.is_retriable() && !last {
+            tokio::time::sleep(HEARTBEAT_BACKOFF.delay(attempt)).await;
+            continue;
         }
+        tracing::warn!(
+            group = %handle.group,
+            topic = %queue.topic,
+            queue = queue.queue,
+            offset,
+            %error,
+            "could not commit a revoked queue; its next owner may consume some messages again"
+        );
+        return;
     }
 }
 
