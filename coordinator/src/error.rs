@@ -25,6 +25,10 @@ pub enum Error {
     },
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A guarded write was refused: the writer is no longer the controller, or what it
+    /// changes changed since it read it. Not retriable as is: read again first.
+    #[error("write refused: {0}")]
+    Fenced(String),
     /// The metadata store cannot be reached (etcd down); retriable.
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),

@@ -2,8 +2,9 @@
 //!
 //! The coordinator keeps the broker registry, topic and queue placement, queue replication
 //! state (leader, leader epoch, ISR, version), and consumer-group membership and assignment.
-//! `EmbeddedCoordinator` is the single-node, file-backed default; an etcd implementation with
-//! the same interface serves clusters. It knows nothing of record bytes or sockets.
+//! `EmbeddedCoordinator` is the single-node, file-backed default; `EtcdCoordinator`, with the
+//! same interface, serves clusters (`etcd/mod.rs` has its key layout and design). It knows
+//! nothing of record bytes or sockets.
 //!
 //! # The consumer protocol
 //!
@@ -14,17 +15,23 @@
 //! it never holds a queue another live member holds. A queue moves only after its previous
 //! owner confirms the new generation (or leaves, or its session expires), so two members never
 //! consume one queue at once — provided a member that cannot heartbeat for its session timeout
-//! stops consuming, as it would on losing a lease. `embedded/group.rs` states the rule in
+//! stops consuming, as it would on losing a lease. `group.rs` states the rule in
 //! full; `tests/conformance` holds every implementation to it.
 //!
 //! `limits` holds the bounds every implementation enforces on names, queue counts, members
-//! and sessions; `clock` the time source, injectable for tests.
+//! and sessions; `clock` the time source, injectable for tests; `placement` where a new
+//! topic's queues go; `testing` (feature `testing`) a real etcd server for tests.
 
 pub mod assignment;
 pub mod clock;
 pub mod embedded;
 pub mod error;
+pub mod etcd;
+mod group;
 pub mod limits;
+pub mod placement;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 use async_trait::async_trait;
@@ -32,6 +39,7 @@ use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::EmbeddedCoordinator;
 pub use error::{Error, Result};
+pub use etcd::{Election, EtcdConfig, EtcdCoordinator};
 pub use types::*;
 
 /// What a broker asks of the cluster's metadata store. Every method may be called

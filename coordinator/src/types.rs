@@ -149,4 +149,9 @@ pub enum CoordinatorEvent {
         generation: u64,
         members: Vec<String>,
     },
+    /// The cluster's controller changed: `broker` holds the election now, or (`None`) nobody
+    /// does until the next campaign wins. Only a clustered coordinator elects a controller.
+    ControllerChanged {
+        broker: Option<BrokerId>,
+    },
 }

@@ -4,7 +4,7 @@
 //! kept in files in the coordinator's directory (`store.rs` has the layout and the atomic
 //! write); members are ephemeral, as etcd leases would be, so after a restart groups are
 //! `Empty` until their members heartbeat again. Membership, targets and the queue hand-over
-//! rule live in `group.rs`.
+//! rule live in `group.rs` (shared with the etcd coordinator).
 //!
 //! All state sits behind one async mutex that is held across the durable write of a change:
 //! a new generation is on disk before any member or event can see it, so generations never
@@ -16,8 +16,7 @@
 //! by `open` inside a tokio runtime) runs `expire_sessions` every `REAPER_PERIOD`, so a
 //! silent member's queues move even when nobody asks about its group.
 
-mod group;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,10 +29,10 @@ use tokio::task::AbortHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::group::Group;
 use crate::limits::{check_group_name, check_member_spec, check_topic_spec, GROUP_MEMBERS_MAX};
 use crate::types::*;
 use crate::Coordinator;
-use group::Group;
 
 /// How often members are asked to heartbeat (at most; see `heartbeat_interval`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -146,7 +145,7 @@ async fn reap(inner: Weak<Inner>) {
 }
 
 /// The heartbeat interval a member with `session_timeout` is asked for.
-fn heartbeat_interval(session_timeout: Duration) -> Duration {
+pub(crate) fn heartbeat_interval(session_timeout: Duration) -> Duration {
     HEARTBEAT_INTERVAL.min(session_timeout / HEARTBEATS_PER_SESSION)
 }
 

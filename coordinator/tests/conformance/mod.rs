@@ -2,7 +2,9 @@
 //!
 //! An implementation's test file implements `Harness` (how to open its store, reopen it as
 //! after a restart, and move its clock) and expands `conformance_tests!` with an expression
-//! that builds a fresh harness; each suite function then becomes one test.
+//! that builds a fresh harness (it may `.await`); each suite function then becomes one test.
+//! `conformance_topic_tests!` and `conformance_group_tests!` expand one half each, for an
+//! implementation that has only one yet.
 //!
 //! The suite uses a session timeout of `SESSION` and moves time only through
 //! `Harness::advance`, always by clear margins (half a timeout, or a timeout plus
@@ -52,14 +54,33 @@ pub trait Harness: Send + Sync {
     async fn advance(&self, coordinator: &Self::C, by: Duration);
 }
 
-/// Expands to one `#[tokio::test]` per suite function, each on a fresh `$harness`.
+/// Expands to one `#[tokio::test]` per suite function, each on a fresh `$harness` (an
+/// expression, which may `.await`).
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
-        $crate::conformance_tests!(@tests $harness;
+        $crate::conformance_topic_tests!($harness);
+        $crate::conformance_group_tests!($harness);
+    };
+}
+
+/// The topic half of the suite: creation, listing, deletion, placement, name limits.
+#[macro_export]
+macro_rules! conformance_topic_tests {
+    ($harness:expr) => {
+        $crate::conformance_test_functions!($harness;
             topics_are_created_listed_and_deleted,
             every_queue_is_placed_on_the_registered_broker,
             names_and_queue_counts_are_checked,
+        );
+    };
+}
+
+/// The consumer-group half of the suite, and what must survive a restart.
+#[macro_export]
+macro_rules! conformance_group_tests {
+    ($harness:expr) => {
+        $crate::conformance_test_functions!($harness;
             topics_and_generations_survive_a_restart,
             joins_and_leaves_bump_the_generation,
             queues_move_only_after_their_owner_confirms,
@@ -75,7 +96,12 @@ macro_rules! conformance_tests {
             handover_under_random_churn_seed_3,
         );
     };
-    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+}
+
+/// One `#[tokio::test]` per name.
+#[macro_export]
+macro_rules! conformance_test_functions {
+    ($harness:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {

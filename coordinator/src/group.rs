@@ -1,4 +1,7 @@
-//! One consumer group's membership, targets and queue hand-over, without IO or locks.
+//! One consumer group's membership, targets and queue hand-over, without IO or locks. Shared
+//! by both implementations: the embedded coordinator drives it from heartbeats; the etcd
+//! coordinator's controller drives it from member keys and restores it from the group's
+//! assignment key (`from_metadata`), so both follow one rule.
 //!
 //! # Hand-over rule
 //!
@@ -96,6 +99,34 @@ impl Group {
             strategy: record.strategy,
             members: BTreeMap::new(),
             previous,
+            rebalance_due: false,
+            granted: BTreeSet::new(),
+        }
+    }
+
+    /// A group as `describe` showed it: its generation, strategy and members with their
+    /// targets, owned queues and confirmed generations, all live as of `now`. The phase is
+    /// derived, so it is ignored.
+    pub(crate) fn from_metadata(metadata: &GroupMetadata, now: Instant) -> Group {
+        let members = metadata
+            .members
+            .iter()
+            .map(|m| {
+                let member = Member {
+                    spec: m.spec.clone(),
+                    target: m.target.clone(),
+                    owned: m.owned.iter().cloned().collect(),
+                    confirmed: m.confirmed_generation,
+                    last_seen: now,
+                };
+                (m.spec.member_id.clone(), member)
+            })
+            .collect();
+        Group {
+            generation: metadata.generation,
+            strategy: metadata.strategy,
+            members,
+            previous: BTreeMap::new(),
             rebalance_due: false,
             granted: BTreeSet::new(),
         }
@@ -410,6 +441,19 @@ mod tests {
         g.confirm(id, generation);
         g.settle(now);
         g.answer(id)
+    }
+
+    #[test]
+    fn a_group_restored_from_its_description_describes_the_same() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        beat(&mut g, "a", None, t0);
+        beat(&mut g, "b", None, t0);
+        let described = g.describe("g");
+        assert_eq!(described.phase, GroupPhase::Rebalancing);
+        let restored = Group::from_metadata(&described, t0);
+        assert_eq!(restored.describe("g"), described);
+        assert_eq!(restored.answer("a"), g.answer("a"));
     }
 
     #[test]

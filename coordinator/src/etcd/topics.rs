@@ -1,0 +1,222 @@
+//! Writing topics: create (placement, then one guarded transaction, or several for a topic
+//! too large for one), delete, and the controller's guarded update of one queue's state.
+//!
+//! # Large topics
+//!
+//! etcd refuses a transaction of more than `--max-txn-ops` operations (128 by default), and
+//! a topic may have up to 1024 queues. A topic whose partition keys fit (`TXN_OPS_MAX`, the
+//! default, counting the topic key) is written in one transaction guarded by
+//! `create_revision(topics/<topic>) == 0`, with `complete: true`. A larger one is written in
+//! steps: the first transaction creates the topic key with `complete: false` under the same
+//! guard plus the first chunk of partition keys; each later one writes a chunk guarded by the
+//! topic key's create revision (so it cannot land in a topic deleted and re-created
+//! meanwhile); the last sets `complete: true`. Readers ignore an incomplete topic, so nobody
+//! sees a topic with missing queues, and `TopicCreated` fires once, on completion. If the
+//! creator dies midway the incomplete topic stays: `create_topic` answers `TopicExists` for
+//! it and `delete_topic` removes it.
+
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+
+use super::keys::{encode, TopicRecord};
+use super::Shared;
+use crate::error::{Error, Result};
+use crate::limits::check_topic_spec;
+use crate::placement::place;
+use crate::types::{QueueState, TopicMetadata, TopicSpec};
+
+/// Most operations the coordinator puts in one etcd transaction: etcd's default
+/// `--max-txn-ops`. A cluster configured lower needs it raised to at least this.
+pub const TXN_OPS_MAX: usize = 128;
+
+pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
+    check_topic_spec(&spec)?;
+    let (exists, brokers, load) = shared.cache.read(|s| {
+        let brokers: Vec<_> = s.brokers.keys().copied().collect();
+        (s.topics.contains_key(&spec.name), brokers, s.leader_load())
+    });
+    // Known to exist: no need to place it (the transaction's guard decides otherwise).
+    if exists {
+        return Err(Error::TopicExists(spec.name));
+    }
+    let queues = place(spec.queues, &brokers, &load);
+    if queues.is_empty() {
+        return Err(Error::Unavailable(
+            "no live broker to place queues on".into(),
+        ));
+    }
+    let keys = &shared.keys;
+    let topic_key = keys.topic(&spec.name);
+    let mut record = TopicRecord {
+        config: spec.config.clone(),
+        internal: spec.internal,
+        queues: spec.queues,
+        complete: queues.len() < TXN_OPS_MAX,
+    };
+    let partition_put = |state: &QueueState| {
+        TxnOp::put(keys.partition(&spec.name, state.queue), encode(state), None)
+    };
+    let mut chunks = queues.chunks(TXN_OPS_MAX - 1);
+    let first: Vec<TxnOp> = std::iter::once(TxnOp::put(topic_key.as_str(), encode(&record), None))
+        .chain(chunks.next().unwrap_or_default().iter().map(partition_put))
+        .collect();
+    let created = Txn::new()
+        .when([Compare::create_revision(
+            topic_key.as_str(),
+            CompareOp::Equal,
+            0,
+        )])
+        .and_then(first);
+    let answer = shared.txn("create the topic", created).await?;
+    if !answer.succeeded() {
+        return Err(Error::TopicExists(spec.name));
+    }
+    let created_revision = answer.header().map_or(0, |h| h.revision());
+    let mut revision = created_revision;
+    let guard = || Compare::create_revision(topic_key.as_str(), CompareOp::Equal, created_revision);
+    for chunk in chunks {
+        let txn = Txn::new()
+            .when([guard()])
+            .and_then(chunk.iter().map(partition_put).collect::<Vec<_>>());
+        revision = guarded(shared, &spec.name, "write the topic's queues", txn).await?;
+    }
+    if !record.complete {
+        record.complete = true;
+        let txn = Txn::new().when([guard()]).and_then([TxnOp::put(
+            topic_key.as_str(),
+            encode(&record),
+            None,
+        )]);
+        revision = guarded(shared, &spec.name, "complete the topic", txn).await?;
+    }
+    shared.caught_up(revision).await?;
+    await_subscribers(shared, &spec.name, revision).await;
+    Ok(TopicMetadata {
+        name: spec.name,
+        config: spec.config,
+        internal: spec.internal,
+        queues,
+    })
+}
+
+/// One later step of a large create; fails with `UnknownTopic` if the topic was deleted
+/// (or deleted and re-created) meanwhile.
+async fn guarded(shared: &Shared, name: &str, what: &str, txn: Txn) -> Result<i64> {
+    let answer = shared.txn(what, txn).await?;
+    if !answer.succeeded() {
+        return Err(Error::UnknownTopic(name.to_owned()));
+    }
+    Ok(answer.header().map_or(0, |h| h.revision()))
+}
+
+pub async fn delete(shared: &Shared, name: &str) -> Result<()> {
+    let keys = &shared.keys;
+    let topic_key = keys.topic(name);
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            topic_key.as_str(),
+            CompareOp::Greater,
+            0,
+        )])
+        .and_then([
+            TxnOp::delete(topic_key.as_str(), None),
+            TxnOp::delete(
+                keys.partitions(name),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
+        ]);
+    let answer = shared.txn("delete the topic", txn).await?;
+    if !answer.succeeded() {
+        return Err(Error::UnknownTopic(name.to_owned()));
+    }
+    let revision = answer.header().map_or(0, |h| h.revision());
+    shared.caught_up(revision).await?;
+    await_subscribers(shared, name, revision).await;
+    Ok(())
+}
+
+/// After `topic` changed at `revision`, waits until every group subscribed to it has an
+/// assignment reflecting the change, so a caller that looks at a group next sees the
+/// rebalance (as with the embedded coordinator). Best effort: the topic change stands
+/// whatever happens, so a controller that does not answer within the cache wait is logged,
+/// not reported.
+async fn await_subscribers(shared: &Shared, topic: &str, revision: i64) {
+    let keys = &shared.keys;
+    let subscribers: Vec<String> = shared.cache.read(|s| {
+        s.members
+            .iter()
+            .filter(|(_, members)| {
+                members
+                    .values()
+                    .any(|m| m.value.subscriptions.contains_key(topic))
+            })
+            .map(|(group, _)| group.clone())
+            .collect()
+    });
+    if subscribers.is_empty() {
+        return;
+    }
+    let waited = shared
+        .cache
+        .wait_until(
+            shared.config.cache_wait,
+            "the rebalance of subscribed groups",
+            |s| {
+                subscribers.iter().all(|group| {
+                matches!(s.assignment(keys, group), Ok(Some(a)) if a.revision >= revision)
+            })
+            },
+        )
+        .await;
+    if let Err(error) = waited {
+        tracing::warn!(topic, %error, "groups subscribed to a changed topic were not rebalanced in time");
+    }
+}
+
+/// A controller's compare-and-swap of one queue's state; see `EtcdCoordinator::update_queue`.
+pub async fn update_queue(
+    shared: &Shared,
+    election_revision: i64,
+    topic: &str,
+    state: QueueState,
+) -> Result<QueueState> {
+    let key = shared.keys.partition(topic, state.queue);
+    let Some(stored) = shared.cache.read(|s| {
+        s.partitions
+            .get(topic)
+            .and_then(|p| p.get(&state.queue))
+            .cloned()
+    }) else {
+        return Err(Error::UnknownTopic(topic.to_owned()));
+    };
+    if stored.value.version != state.version {
+        return Err(Error::Fenced(format!(
+            "{key} is at version {}, not {}",
+            stored.value.version, state.version
+        )));
+    }
+    let next = QueueState {
+        version: state.version + 1,
+        ..state
+    };
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(
+                shared.keys.controller(),
+                CompareOp::Equal,
+                election_revision,
+            ),
+            Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision),
+        ])
+        .and_then([TxnOp::put(key.as_str(), encode(&next), None)]);
+    let answer = shared.txn("update the queue state", txn).await?;
+    if !answer.succeeded() {
+        return Err(Error::Fenced(format!(
+            "{key}: the controller elected at revision {election_revision} is deposed, or the \
+             queue changed meanwhile"
+        )));
+    }
+    shared
+        .caught_up(answer.header().map_or(0, |h| h.revision()))
+        .await?;
+    Ok(next)
+}
