@@ -9,20 +9,11 @@ use common::cluster::*;
 use common::*;
 use semantics::OFFSETS_TOPIC;
 use wire::protocol::{
-    CommitOffsetsRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest,
-    HeartbeatRequest, OffsetCommit, OffsetSpec, QueueOffset, ResetOffsetsRequest, Subscription,
+    offsets_queue_for, CommitOffsetsRequest, DescribeGroupRequest, DescribeTopicRequest,
+    FetchOffsetsRequest, HeartbeatRequest, OffsetCommit, OffsetSpec, QueueOffset,
+    ResetOffsetsRequest, Subscription,
 };
 use wire::ErrorCode;
-
-/// The offsets queue of `group` (FNV-1a modulo the queue count, as the broker computes it).
-fn offsets_queue(group: &str, queues: u32) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in group.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % queues
-}
 
 fn commit(
     group: &str,
@@ -107,7 +98,7 @@ async fn a_groups_offsets_are_served_by_its_offsets_queue_leader_only() {
     let on = |id: u32| {
         (0..1000)
             .map(|i| format!("group-{i}"))
-            .find(|g| leaders[offsets_queue(g, 4) as usize] == id)
+            .find(|g| leaders[offsets_queue_for(g, 4) as usize] == id)
             .expect("a group hashing onto the broker")
     };
     for (home, away, id) in [(&a, &b, 1), (&b, &a, 2)] {

@@ -40,8 +40,9 @@ use wire::ServiceError;
 use crate::error::{self, Error};
 use crate::queue::QueueHandle;
 
-/// The internal topic holding committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic holding committed offsets (the protocol names it: clients route a
+/// group's offset requests by it).
+pub use wire::protocol::OFFSETS_TOPIC;
 
 /// Commits that may wait for one offsets writer.
 const OFFSETS_QUEUE_JOBS_MAX: usize = 4096;
@@ -173,15 +174,13 @@ impl std::fmt::Debug for WriteJob {
     }
 }
 
-/// The offsets queue that holds `group`'s records: FNV-1a (stable across builds and
-/// platforms, unlike `std`'s hasher) modulo the queue count.
+/// The offsets queue that holds `group`'s records, as the protocol defines it
+/// (`wire::protocol::offsets_queue_for`: FNV-1a modulo the queue count), so clients find the
+/// broker serving a group the same way.
 pub(crate) fn queue_of(group: &str, queues: usize) -> usize {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in group.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash as usize % queues.max(1)
+    // Queue numbers are u32, so a topic's queue count always fits.
+    let queues = u32::try_from(queues).unwrap_or(u32::MAX);
+    wire::protocol::offsets_queue_for(group, queues) as usize
 }
 
 impl OffsetStore {
@@ -401,7 +400,7 @@ mod tests {
         // FNV-1a of "" is the offset basis; fixed values guard against a changed hash, which
         // would strand every group's earlier commits on another queue.
         assert_eq!(queue_of("", 1 << 31), 0x811c_9dc5 % (1 << 31));
-        assert_eq!(queue_of("a", usize::MAX), 0xe40c_292c);
+        assert_eq!(queue_of("a", u32::MAX as usize), 0xe40c_292c);
         for queues in 1..10 {
             assert!(queue_of("billing", queues) < queues);
         }
