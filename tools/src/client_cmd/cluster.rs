@@ -62,7 +62,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         let cluster = admin.describe_cluster().await?;
         let mut topics = Vec::new();
         for topic in admin.list_topics(true).await? {
-            let route = admin.query_route(&topic.name).await?;
+            let route = match admin.query_route(&topic.name).await {
+                Ok(route) => route,
+                // Deleted since it was listed.
+                Err(e) if e.code() == Some(wire::ErrorCode::UnknownTopic) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let mut leaders: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
             for queue in route.queues {
                 leaders.entry(queue.leader).or_default().push(queue.queue);
