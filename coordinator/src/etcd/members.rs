@@ -318,23 +318,28 @@ async fn keep_alive(shared: &Shared) {
         .collect();
     let mut client = shared.client.lease_client();
     for (slot, lease) in leases {
-        let refresh = async {
-            let (_keeper, mut stream) = client.keep_alive(lease).await?;
-            stream.message().await
-        };
+        // `keep_alive` sends one refresh and awaits its answer; a lease etcd no longer knows
+        // comes back as `LeaseKeepAliveError` ("lease not found").
+        let refresh = client.keep_alive(lease);
         let what = "refresh a member lease";
-        match within(shared.config.request_timeout, what, refresh).await {
-            Ok(Some(answer)) if answer.ttl() > 0 => {}
-            Ok(_) => {
-                tracing::warn!(group = %slot.0, member = %slot.1, "a member's lease is gone");
+        match tokio::time::timeout(shared.config.request_timeout, refresh).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(reason))) => {
+                tracing::warn!(group = %slot.0, member = %slot.1, %reason, "a member's lease is gone");
                 let mut local = shared.members.local.lock();
                 if local.get(&slot).is_some_and(|m| m.lease == lease) {
                     local.remove(&slot);
                 }
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(group = %slot.0, member = %slot.1, %error, "{what} failed")
             }
+            Err(_) => tracing::warn!(
+                group = %slot.0,
+                member = %slot.1,
+                "{what} failed: etcd did not answer within {:?}",
+                shared.config.request_timeout
+            ),
         }
     }
 }

@@ -288,19 +288,21 @@ impl<W: QueueWorkers> Membership<W> {
             self.workers.start(queue);
         }
         for queue in changes.revoke {
-            self.spawn_revoke(queue);
+            self.spawn_revoke(queue, true);
         }
         changes.heartbeat_now
     }
 
-    fn spawn_revoke(&mut self, queue: QueueRef) {
+    /// Stops `queue` and commits its position on a task of its own; `await_generation`: a
+    /// commit fenced by a newer generation waits for the heartbeat that brings it.
+    fn spawn_revoke(&mut self, queue: QueueRef, await_generation: bool) {
         let stopped = self.workers.stop(&queue);
         let client = self.client.clone();
         let handle = self.handle.clone();
         let report = self.revoked_sender.clone();
         tokio::spawn(async move {
             if let Some(offset) = stopped.await {
-                commit_revoked(&client, &handle, &queue, offset).await;
+                commit_revoked(&client, &handle, &queue, offset, await_generation).await;
             }
             // The receiver is gone only when membership ended; nothing is waiting then.
             let _ = report.send(queue).await;
@@ -333,8 +335,10 @@ impl<W: QueueWorkers> Membership<W> {
     }
 
     async fn leave(mut self) {
+        // The heartbeat loop has stopped, so no newer generation can arrive for a fenced
+        // commit to wait for: such a commit is given up at once (at least once, never lost).
         for queue in self.assignment.release_all() {
-            self.spawn_revoke(queue);
+            self.spawn_revoke(queue, false);
         }
         while self.assignment.is_revoking() {
             match self.revoked.recv().await {
@@ -368,8 +372,15 @@ impl<W: QueueWorkers> Membership<W> {
 /// Commits a revoked queue's position. The member still owns the queue (it confirms the new
 /// generation only after this returns), so a commit fenced because the generation moved on is
 /// retried with the generation the heartbeat it triggered brings back; a member that lost its
-/// place in the group (generation `None`) gives up, as another member may own the queue.
-async fn commit_revoked(client: &Client, handle: &GroupHandle, queue: &QueueRef, offset: u64) {
+/// place in the group (generation `None`) gives up, as another member may own the queue, and
+/// so does one leaving the group (`await_generation` false: it heartbeats no more).
+async fn commit_revoked(
+    client: &Client,
+    handle: &GroupHandle,
+    queue: &QueueRef,
+    offset: u64,
+    await_generation: bool,
+) {
     let offsets = || {
         vec![OffsetCommit {
             topic: queue.topic.clone(),
@@ -385,7 +396,7 @@ async fn commit_revoked(client: &Client, handle: &GroupHandle, queue: &QueueRef,
             Err(error) => error,
         };
         let last = attempt + 1 == REVOKE_COMMIT_ATTEMPTS;
-        if error.code() == Some(ErrorCode::IllegalGeneration) && !last {
+        if error.code() == Some(ErrorCode::IllegalGeneration) && await_generation && !last {
             let moved = tokio::time::timeout(REVOKE_GENERATION_WAIT, generations.changed()).await;
             if matches!(moved, Ok(Ok(()))) && generations.borrow().is_some() {
                 continue;
