@@ -10,14 +10,17 @@
 //! Workload: a topic with 12 queues (4 per broker); a group of two push consumers, each
 //! knowing one survivor; a producer knowing both survivors, sending to chosen queues (a
 //! selector reading the message's `q` property). Before the fault: one message per queue,
-//! all delivered. After it: `AFTER_FAULT_PER_QUEUE` messages to each queue a survivor leads.
+//! all delivered. From the kill until the survivors have a new controller and have dropped
+//! the dead broker: one message per survivor-led queue every 10 ms. After that:
+//! `AFTER_FAULT_PER_QUEUE` messages to each queue a survivor leads.
 //!
 //! Checks: the `controller` key names a surviving broker within TTL + margin (the time is
-//! printed); the survivors drop the dead broker from their routes; every send after the
-//! fault to a survivor-led queue is acknowledged, and every one is delivered, intact (lost:
-//! 0; duplicates counted and printed).
+//! printed); the survivors drop the dead broker from their routes; every send to a
+//! survivor-led queue during and after the failover is acknowledged, and every one is
+//! delivered, intact (lost: 0; duplicates counted and printed).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +38,10 @@ const TOPIC: &str = "steady";
 const GROUP: &str = "steady-readers";
 const QUEUES: u32 = 12;
 const AFTER_FAULT_PER_QUEUE: usize = 200;
+/// The most messages sent while the controller is being replaced (a cap, not a target).
+const DURING_FAILOVER_MAX: usize = 30_000;
+/// While the controller is replaced, one message per survivor-led queue every this long.
+const DURING_FAILOVER_PERIOD: Duration = Duration::from_millis(10);
 /// The message property naming the queue a message is sent to.
 const QUEUE_PROPERTY: &str = "q";
 /// Body sizes up to this (log-uniform).
@@ -65,7 +72,7 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
         .await
         .expect("create the topic");
 
-    let total = QUEUES as usize * (1 + AFTER_FAULT_PER_QUEUE);
+    let total = QUEUES as usize * (1 + AFTER_FAULT_PER_QUEUE) + DURING_FAILOVER_MAX;
     let ledger = Arc::new(Ledger::new(tests::payload::log_uniform_sizes(
         total,
         BODY_BYTES_MAX,
@@ -104,8 +111,24 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
     )
     .await;
 
+    let led_by_survivors: Vec<u32> = admin
+        .describe_topic(TOPIC)
+        .await
+        .expect("describe the topic")
+        .queues
+        .iter()
+        .filter(|q| q.leader != controller)
+        .map(|q| q.queue)
+        .collect();
     let killed_at = Instant::now();
     cluster.kill(controller);
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = tokio::spawn(send_during_failover(
+        producer.clone(),
+        ledger.clone(),
+        led_by_survivors,
+        stop.clone(),
+    ));
     let deadline = BROKER_LEASE_TTL_DEFAULT + FAILOVER_MARGIN;
     let successor = within_deadline(
         "a surviving broker to become controller",
@@ -127,6 +150,16 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
         "the survivors' routes dropped broker {controller} {} ms after the kill",
         killed_at.elapsed().as_millis()
     );
+    stop.store(true, Ordering::Release);
+    let sent_during = wait::within("the sends during the failover", during)
+        .await
+        .expect("a send during the failover failed");
+    eprintln!(
+        "{} messages to survivor-led queues acknowledged during the failover",
+        sent_during.len()
+    );
+    let during_numbers: Vec<usize> = sent_during.iter().map(|&(n, _, _)| n).collect();
+    receipts.extend(sent_during);
 
     let described = admin
         .describe_topic(TOPIC)
@@ -149,7 +182,7 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
     );
 
     let mut after = Vec::new();
-    let mut next = QUEUES as usize;
+    let mut next = QUEUES as usize + DURING_FAILOVER_MAX;
     for _ in 0..AFTER_FAULT_PER_QUEUE {
         for &queue in &served {
             after.push((next, queue));
@@ -164,7 +197,11 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
         served.len(),
         sending.elapsed()
     );
-    let after_numbers: Vec<usize> = after.iter().map(|&(n, _)| n).collect();
+    let after_numbers: Vec<usize> = after
+        .iter()
+        .map(|&(n, _)| n)
+        .chain(during_numbers)
+        .collect();
     wait::until(
         "every message sent after the fault to be delivered",
         || async { ledger.delivered_all(after_numbers.iter().copied()) },
@@ -188,6 +225,33 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
     }
     producer_client.close();
     admin_client.close();
+}
+
+/// Sends one message to each of `queues` every `DURING_FAILOVER_PERIOD` until `stop` (or
+/// `DURING_FAILOVER_MAX` messages); every send must be acknowledged.
+async fn send_during_failover(
+    producer: Producer,
+    ledger: Arc<Ledger>,
+    queues: Vec<u32>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(usize, u32, u64)> {
+    let mut receipts = Vec::new();
+    let mut next = QUEUES as usize;
+    let end = next + DURING_FAILOVER_MAX;
+    // The interval paces the load; nothing waits on it for an event.
+    let mut pace = tokio::time::interval(DURING_FAILOVER_PERIOD);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Acquire) && next + queues.len() <= end {
+        pace.tick().await;
+        let round: Vec<(usize, u32)> = queues
+            .iter()
+            .enumerate()
+            .map(|(i, &queue)| (next + i, queue))
+            .collect();
+        next += queues.len();
+        receipts.extend(send_to_queues(&producer, &ledger, &round).await);
+    }
+    receipts
 }
 
 /// Sends message `number` to `queue` for each pair; every send must be acknowledged.
