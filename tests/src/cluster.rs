@@ -6,9 +6,8 @@
 //! unique per `Cluster` (each also has an etcd of its own, so names only matter in logs).
 //!
 //! Readiness is awaited, not slept for: `start` returns once every broker printed its
-//! listening line *and* every broker answers a `QueryRoute` (for the internal offsets topic,
-//! which every cluster has) naming all N brokers — so each broker's view of the live brokers
-//! is complete before a test creates a topic (placement uses that view).
+//! listening line, all N are registered in etcd, and no broker's view of the live brokers
+//! (see `await_brokers`) lacks one — placement of a topic created next uses that view.
 //!
 //! Faults: `kill(i)` (SIGKILL), `terminate(i)` (SIGTERM), `restart(i)` (same address, same
 //! data directory, same id), and etcd's `stop_etcd` (SIGTERM) / `kill_etcd` / `restart_etcd`
@@ -25,13 +24,13 @@ use std::time::Duration;
 use coordinator::testing::EtcdServer;
 use tempfile::TempDir;
 use wire::client::{Admin, Client};
+use wire::ErrorCode;
 
 use crate::broker::BrokerProcess;
 use crate::wait::{client_config, until};
 
-/// The internal topic of committed offsets: it exists in every cluster, so asking for its
-/// route is how a test learns which brokers a broker knows, before any topic is created.
-/// (`semantics::offsets::OFFSETS_TOPIC`.)
+/// The internal topic of committed offsets (`semantics::offsets::OFFSETS_TOPIC`): once it
+/// exists, its route shows which brokers a broker knows.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// How long one etcd request of the harness may take.
@@ -181,8 +180,13 @@ impl Cluster {
         self.etcd.restart().await.expect("restart etcd");
     }
 
-    /// Waits until every running broker among `ids` answers a route naming exactly the
-    /// brokers `ids` (so a killed broker's lease has expired, a restarted one is back).
+    /// Waits until exactly the brokers `ids` are registered in etcd and every one of them
+    /// knows exactly those brokers (so a killed broker's lease has expired, a restarted one is
+    /// back, and a topic created now is placed over all of them).
+    ///
+    /// A broker's view is read from its answer to `QueryRoute` for the offsets topic. In a
+    /// cluster that topic is created on first use, so before any group commits a broker
+    /// answers `UnknownTopic`; then only the etcd registrations are checked.
     pub async fn await_brokers(&self, ids: &[u32]) {
         let expected: BTreeSet<u32> = ids.iter().copied().collect();
         let clients: Vec<(u32, Client)> = ids
@@ -192,8 +196,12 @@ impl Cluster {
                 (id, Client::new(config).expect("a harness client"))
             })
             .collect();
-        let what = format!("brokers {ids:?} each to see exactly brokers {expected:?}");
+        let what = format!("brokers {ids:?} to be registered and each to see exactly those");
         until(&what, || async {
+            let registered = self.registered_brokers().await?;
+            if registered != expected {
+                return Err(format!("registered in etcd: {registered:?}"));
+            }
             let mut seen = Vec::new();
             for (id, client) in &clients {
                 match Admin::new(client).query_route(OFFSETS_TOPIC).await {
@@ -204,6 +212,7 @@ impl Cluster {
                             seen.push(format!("broker {id} sees {known:?}"));
                         }
                     }
+                    Err(e) if e.code() == Some(ErrorCode::UnknownTopic) => {}
                     Err(e) => seen.push(format!("broker {id}: {e}")),
                 }
             }
