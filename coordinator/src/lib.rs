@@ -95,6 +95,9 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// fencing): `UnknownMember` or `IllegalGeneration` otherwise.
     async fn check_generation(&self, group: &str, member_id: &str, generation: u64) -> Result<()>;
 
+    /// The coordinator's kind, the cluster's name and its controller.
+    async fn cluster_info(&self) -> Result<ClusterInfo>;
+
     /// Changes as they happen. A receiver that lags loses the oldest events (and learns so).
     fn events(&self) -> tokio::sync::broadcast::Receiver<CoordinatorEvent>;
 }

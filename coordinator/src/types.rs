@@ -17,6 +17,34 @@ pub struct BrokerInfo {
     pub started_at_ms: i64,
 }
 
+/// Which implementation serves the metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CoordinatorKind {
+    /// One broker, metadata in its data directory.
+    Embedded,
+    /// A cluster of brokers on etcd.
+    Etcd,
+}
+
+impl CoordinatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoordinatorKind::Embedded => "embedded",
+            CoordinatorKind::Etcd => "etcd",
+        }
+    }
+}
+
+/// The cluster as one coordinator instance sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub kind: CoordinatorKind,
+    /// The cluster's name (the etcd key prefix); empty for the embedded coordinator.
+    pub name: String,
+    /// The broker acting as controller, if one is elected (the one broker, when embedded).
+    pub controller: Option<BrokerId>,
+}
+
 /// What `create_topic` is asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSpec {

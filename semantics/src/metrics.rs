@@ -64,6 +64,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeGroup => "describe_group",
         ApiKey::ResetOffsets => "reset_offsets",
         ApiKey::OffsetForTime => "offset_for_time",
+        ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::NotifyAssignment => "notify_assignment",
     }
 }

@@ -109,6 +109,12 @@ impl Broker {
             Request::QueryRoute(r) => {
                 later!(self, |b| b.query_route(r).await.map(Response::QueryRoute))
             }
+            Request::DescribeCluster(_) => {
+                later!(self, |b| b
+                    .describe_cluster()
+                    .await
+                    .map(Response::DescribeCluster))
+            }
             Request::Heartbeat(r) => {
                 later!(self, |b| b
                     .heartbeat(context, r)

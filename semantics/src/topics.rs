@@ -18,9 +18,9 @@
 
 use coordinator::TopicSpec;
 use wire::protocol::{
-    BrokerAddress, CreateTopicRequest, DeleteTopicRequest, ListTopicsRequest, ListTopicsResponse,
-    QueryRouteRequest, QueryRouteResponse, QueueDescription, QueueRoute, TopicDescription,
-    TopicSummary,
+    BrokerAddress, BrokerDescription, CreateTopicRequest, DeleteTopicRequest,
+    DescribeClusterResponse, ListTopicsRequest, ListTopicsResponse, QueryRouteRequest,
+    QueryRouteResponse, QueueDescription, QueueRoute, TopicDescription, TopicSummary,
 };
 use wire::{ErrorCode, ServiceError};
 
@@ -204,6 +204,30 @@ impl Broker {
                     queue: q.queue,
                     leader: q.leader,
                     leader_epoch: q.leader_epoch,
+                })
+                .collect(),
+        })
+    }
+
+    /// The live brokers and the controller, as the coordinator sees them now.
+    pub(crate) async fn describe_cluster(&self) -> Result<DescribeClusterResponse, ServiceError> {
+        let info = self
+            .coordinator
+            .cluster_info()
+            .await
+            .map_err(error::metadata)?;
+        let mut brokers = self.coordinator.brokers().await.map_err(error::metadata)?;
+        brokers.sort_by_key(|b| b.id);
+        Ok(DescribeClusterResponse {
+            coordinator: info.kind.as_str().to_owned(),
+            cluster: info.name,
+            controller: info.controller,
+            brokers: brokers
+                .into_iter()
+                .map(|b| BrokerDescription {
+                    broker_id: b.id,
+                    address: b.address,
+                    started_at_ms: b.started_at_ms,
                 })
                 .collect(),
         })

@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use semantics::OFFSETS_TOPIC;
 use wire::protocol::{
-    ApiKey, ApiVersionsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    ListTopicsRequest, QueryRouteRequest,
+    ApiKey, ApiVersionsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeTopicRequest, ListTopicsRequest, QueryRouteRequest,
 };
 use wire::ErrorCode;
 
@@ -190,4 +190,18 @@ async fn api_versions_name_the_broker_and_every_api() {
     let expected: Vec<u16> = ApiKey::ALL.iter().map(|k| k.as_u16()).collect();
     assert_eq!(keys, expected);
     broker.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_broker_describes_its_cluster_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let cluster = call(&broker, DescribeClusterRequest {}).await.unwrap();
+    assert_eq!(cluster.coordinator, "embedded");
+    assert_eq!(cluster.cluster, "");
+    assert_eq!(cluster.controller, Some(broker.config().broker_id));
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.brokers[0].broker_id, broker.config().broker_id);
+    assert_eq!(cluster.brokers[0].address, broker.config().advertised());
+    assert!(cluster.brokers[0].started_at_ms > 0);
 }

@@ -175,6 +175,7 @@ fn request() -> impl Strategy<Value = Request> {
                 timestamp,
             })
         }),
+        Just(Request::DescribeCluster(DescribeClusterRequest {})),
         (name(), any::<u64>()).prop_map(|(group, generation)| Request::NotifyAssignment(
             NotifyAssignmentRequest { group, generation }
         )),
@@ -398,6 +399,27 @@ fn response() -> impl Strategy<Value = (ApiKey, Response)> {
             ApiKey::OffsetForTime,
             Response::OffsetForTime(OffsetForTimeResponse { offset })
         )),
+        (
+            name(),
+            text(),
+            proptest::option::of(any::<u32>()),
+            list((any::<u32>(), text(), any::<i64>()).prop_map(
+                |(broker_id, address, started_at_ms)| BrokerDescription {
+                    broker_id,
+                    address,
+                    started_at_ms,
+                }
+            )),
+        )
+            .prop_map(|(coordinator, cluster, controller, brokers)| (
+                ApiKey::DescribeCluster,
+                Response::DescribeCluster(DescribeClusterResponse {
+                    coordinator,
+                    cluster,
+                    controller,
+                    brokers,
+                })
+            )),
     ]
 }
 

@@ -511,6 +511,15 @@ impl Coordinator for EmbeddedCoordinator {
         Ok(())
     }
 
+    async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let broker = self.inner.state.lock().await.broker.as_ref().map(|b| b.id);
+        Ok(ClusterInfo {
+            kind: CoordinatorKind::Embedded,
+            name: String::new(),
+            controller: broker,
+        })
+    }
+
     fn events(&self) -> broadcast::Receiver<CoordinatorEvent> {
         self.inner.events.subscribe()
     }

@@ -519,6 +519,14 @@ impl Coordinator for EtcdCoordinator {
         })
     }
 
+    async fn cluster_info(&self) -> Result<ClusterInfo> {
+        Ok(ClusterInfo {
+            kind: CoordinatorKind::Etcd,
+            name: self.config().cluster.clone(),
+            controller: self.controller(),
+        })
+    }
+
     fn events(&self) -> broadcast::Receiver<CoordinatorEvent> {
         self.shared.cache.events()
     }

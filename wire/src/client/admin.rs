@@ -1,18 +1,22 @@
 //! `Admin`: topic, group and offset administration, as thin typed calls.
 //!
 //! Each method is one request to a bootstrap broker (the one that answered last), except
-//! `offset_for_time`, which asks the queue's leader. Broker refusals come back as
+//! `offset_for_time`, which asks the queue's leader, and the group-offsets calls
+//! (`describe_group`, `reset_offsets`, `fetch_offsets`), which ask the broker keeping the
+//! group's offsets. Broker refusals come back as
 //! `Error::Server` with the broker's code (`TopicExists`, `UnknownTopic`, `GroupNotEmpty`, …).
 //! The `runnel` CLI's admin commands are built on these.
+
+use std::collections::BTreeSet;
 
 use super::cluster::Client;
 use crate::error::Result;
 use crate::protocol::{
-    ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, DescribeGroupRequest,
-    DescribeTopicRequest, FetchOffsetsRequest, GroupDescription, GroupSummary, ListGroupsRequest,
-    ListTopicsRequest, OffsetForTimeRequest, OffsetResetEntry, OffsetSpec, QueryRouteRequest,
-    QueryRouteResponse, QueueOffset, ResetOffsetsRequest, TopicConfig, TopicDescription,
-    TopicSummary,
+    ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest,
+    GroupDescription, GroupSummary, ListGroupsRequest, ListTopicsRequest, OffsetForTimeRequest,
+    OffsetResetEntry, OffsetSpec, QueryRouteRequest, QueryRouteResponse, QueueOffset,
+    ResetOffsetsRequest, TopicConfig, TopicDescription, TopicSummary,
 };
 
 /// Administration through a `Client`'s connections; cheap to clone.
@@ -57,12 +61,42 @@ impl Admin {
         Ok(self.client.call_any(request).await?.topics)
     }
 
-    /// A topic's settings and each queue's leader, offsets and size.
+    /// A topic's settings and each queue's leader, offsets and size. A broker knows the
+    /// offsets and sizes of the queues it leads only, so in a cluster each leader is asked
+    /// for its own; a queue whose leader cannot be reached keeps zeros (its `leader` says
+    /// which broker to look at).
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let request = DescribeTopicRequest {
             name: name.to_owned(),
         };
-        self.client.call_any(request).await
+        let mut description = self.client.call_any(request.clone()).await?;
+        let route = self.query_route(name).await?;
+        if route.brokers.len() <= 1 {
+            return Ok(description);
+        }
+        let leaders: BTreeSet<u32> = description.queues.iter().map(|q| q.leader).collect();
+        for leader in leaders {
+            let Some(broker) = route.brokers.iter().find(|b| b.broker_id == leader) else {
+                continue;
+            };
+            let theirs = match self.client.call_at(&broker.address, request.clone()).await {
+                Ok(theirs) => theirs,
+                Err(error) => {
+                    tracing::warn!(topic = name, leader, %error, "could not describe the queues of a leader");
+                    continue;
+                }
+            };
+            for queue in description.queues.iter_mut().filter(|q| q.leader == leader) {
+                if let Some(own) = theirs
+                    .queues
+                    .iter()
+                    .find(|t| t.queue == queue.queue && t.leader == leader)
+                {
+                    *queue = own.clone();
+                }
+            }
+        }
+        Ok(description)
     }
 
     /// Which broker leads each queue of `topic`.
@@ -77,12 +111,39 @@ impl Admin {
         Ok(self.client.call_any(ListGroupsRequest {}).await?.groups)
     }
 
-    /// A group's state, members with their assignments, and per-queue offsets and lag.
+    /// A group's state, members with their assignments, and per-queue offsets and lag. The
+    /// broker keeping the group's offsets knows the end offsets of the queues it leads only;
+    /// the others' end offsets (and so their lag) come from their leaders.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let request = DescribeGroupRequest {
             group: group.to_owned(),
         };
-        self.client.call_any(request).await
+        let mut description = self.client.call_group(group, request).await?;
+        let topics: BTreeSet<String> = description
+            .offsets
+            .iter()
+            .map(|o| o.topic.clone())
+            .collect();
+        for topic in topics {
+            let Ok(queues) = self.describe_topic(&topic).await else {
+                continue;
+            };
+            for entry in description.offsets.iter_mut().filter(|o| o.topic == topic) {
+                if let Some(queue) = queues.queues.iter().find(|q| q.queue == entry.queue) {
+                    if queue.log_end_offset > entry.log_end_offset {
+                        entry.log_end_offset = queue.log_end_offset;
+                        entry.lag = match entry.committed {
+                            Some(committed) => queue.log_end_offset.saturating_sub(committed),
+                            None => {
+                                queue.log_end_offset
+                                    - queue.log_start_offset.min(queue.log_end_offset)
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        Ok(description)
     }
 
     /// Moves a group's offsets (of `topic`, or of every topic it has offsets for) to `to`.
@@ -102,7 +163,7 @@ impl Admin {
             to,
             execute,
         };
-        Ok(self.client.call_any(request).await?.plan)
+        Ok(self.client.call_group(group, request).await?.plan)
     }
 
     /// The first offset of `topic`'s `queue` stored at or after `timestamp` (ms since the
@@ -133,7 +194,12 @@ impl Admin {
             topic: topic.to_owned(),
             queues,
         };
-        Ok(self.client.call_any(request).await?.offsets)
+        Ok(self.client.call_group(group, request).await?.offsets)
+    }
+
+    /// The live brokers, the controller, and the kind of coordinator.
+    pub async fn describe_cluster(&self) -> Result<DescribeClusterResponse> {
+        self.client.call_any(DescribeClusterRequest {}).await
     }
 
     /// The APIs and versions the broker speaks, and its release.

@@ -3,7 +3,9 @@
 //! A client keeps one multiplexed `Connection` per broker address, made on first use and
 //! made again, lazily, once it is found closed. Requests about a queue (send, pull, offset for
 //! time) go to the address of the queue's leader, from the route cache (`routes`); requests
-//! about groups and topics go to any bootstrap broker, the one that last answered first.
+//! about a group's offsets (commit, fetch, reset, describe) go to the leader of the group's
+//! queue of the offsets topic (`call_group`); heartbeats and requests about topics go to any
+//! bootstrap broker, the one that last answered first.
 //! Every connection carries the client's `InboundHandler`, so the broker's assignment
 //! notifications reach the group members of this process whichever connection they use.
 //!
@@ -19,15 +21,24 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::inbound::{ClientInbound, GroupWakers};
+use super::retry::Backoff;
 use super::routes::{RouteCache, TopicRoute};
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result, ServiceError};
-use crate::protocol::{ApiRequest, ApiVersionsRequest, ApiVersionsResponse, QueryRouteRequest};
+use crate::protocol::{
+    offsets_queue_for, ApiRequest, ApiVersionsRequest, ApiVersionsResponse, QueryRouteRequest,
+    OFFSETS_TOPIC,
+};
 
 /// Where a broker listens when nothing else is configured.
 pub const BOOTSTRAP_ADDRESS_DEFAULT: &str = "127.0.0.1:10911";
 /// How long a route is used before it is fetched again (RocketMQ polls routes every 30 s).
 pub const ROUTE_REFRESH_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
+/// Attempts at a group-offsets request whose route proves wrong (the leader moved or died).
+const GROUP_CALL_ATTEMPTS: u32 = 4;
+/// Back-off between those attempts.
+const GROUP_CALL_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
 
 /// How a `Client` reaches the cluster.
 #[derive(Clone, Debug)]
@@ -225,6 +236,60 @@ impl Client {
             }
         }
         Err(last_error)
+    }
+
+    /// Sends a request about `group`'s offsets (`CommitOffsets`, `FetchOffsets`,
+    /// `ResetOffsets`, `DescribeGroup`) to the broker leading the group's queue of
+    /// `OFFSETS_TOPIC`. A route that turns out wrong (`NotLeader`, a broker gone) is
+    /// refreshed and the request sent again, up to `GROUP_CALL_ATTEMPTS` times. Before the
+    /// offsets topic exists (no group has ever committed) the request goes to any broker.
+    pub(crate) async fn call_group<R: ApiRequest + Clone>(
+        &self,
+        group: &str,
+        request: R,
+    ) -> Result<R::Response> {
+        let timeout = self.inner.config.request_timeout;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let route = match self.route(OFFSETS_TOPIC).await {
+                Ok(route) => route,
+                Err(error) if error.code() == Some(ErrorCode::UnknownTopic) => {
+                    return self.call_any(request).await;
+                }
+                Err(error) => return Err(error),
+            };
+            let queue = offsets_queue_for(group, route.queue_count());
+            let result = self
+                .call_leader(OFFSETS_TOPIC, queue, request.clone(), timeout)
+                .await;
+            let retry = match &result {
+                Err(error) => {
+                    is_transport(error)
+                        || matches!(
+                            error.code(),
+                            Some(ErrorCode::NotLeader | ErrorCode::UnknownQueue)
+                        )
+                }
+                Ok(_) => false,
+            };
+            if !retry || attempt >= GROUP_CALL_ATTEMPTS || self.is_closed() {
+                return result;
+            }
+            tokio::time::sleep(GROUP_CALL_BACKOFF.delay(attempt - 1)).await;
+        }
+    }
+
+    /// Sends `request` to the broker at `address` (a leader named by a route).
+    pub(crate) async fn call_at<R: ApiRequest>(
+        &self,
+        address: &str,
+        request: R,
+    ) -> Result<R::Response> {
+        let connection = self.connection(address).await?;
+        connection
+            .call_timeout(request, self.inner.config.request_timeout)
+            .await
     }
 
     /// The route of `topic`, from the cache or fetched now.

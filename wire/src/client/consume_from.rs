@@ -102,7 +102,7 @@ pub(crate) async fn fetch_committed(
         topic: queue.topic.clone(),
         queues: vec![queue.queue],
     };
-    let response = client.call_any(request).await?;
+    let response = client.call_group(group, request).await?;
     Ok(response
         .offsets
         .iter()

@@ -108,7 +108,7 @@ impl GroupHandle {
             generation: self.generation(),
             offsets,
         };
-        let result = client.call_any(request).await;
+        let result = client.call_group(&self.group, request).await;
         if let Err(error) = &result {
             if matches!(
                 error.code(),

@@ -447,7 +447,7 @@ impl PullConsumer {
                     generation: None,
                     offsets,
                 };
-                client.call_any(request).await?;
+                client.call_group(&self.inner.config.group, request).await?;
             }
         }
         self.inner.committed.lock().extend(moved);

@@ -107,6 +107,7 @@ pub(crate) fn encode_request_body(w: &mut Writer, request: &Request) -> Result<(
         Request::DescribeGroup(r) => r.encode(w),
         Request::ResetOffsets(r) => r.encode(w),
         Request::OffsetForTime(r) => r.encode(w),
+        Request::DescribeCluster(r) => r.encode(w),
         Request::NotifyAssignment(r) => r.encode(w),
     }
 }
@@ -129,6 +130,7 @@ pub(crate) fn decode_request_body(api_key: ApiKey, r: &mut Reader) -> Result<Req
         ApiKey::DescribeGroup => Request::DescribeGroup(Body::decode(r)?),
         ApiKey::ResetOffsets => Request::ResetOffsets(Body::decode(r)?),
         ApiKey::OffsetForTime => Request::OffsetForTime(Body::decode(r)?),
+        ApiKey::DescribeCluster => Request::DescribeCluster(Body::decode(r)?),
         ApiKey::NotifyAssignment => Request::NotifyAssignment(Body::decode(r)?),
     })
 }
@@ -160,6 +162,7 @@ pub(crate) fn encode_response_body(
         Response::DescribeGroup(r) => r.encode(w),
         Response::ResetOffsets(r) => r.encode(w),
         Response::OffsetForTime(r) => r.encode(w),
+        Response::DescribeCluster(r) => r.encode(w),
     }
 }
 
@@ -185,5 +188,6 @@ pub(crate) fn decode_response_body(
         ApiKey::DescribeGroup => Response::DescribeGroup(Body::decode(r)?),
         ApiKey::ResetOffsets => Response::ResetOffsets(Body::decode(r)?),
         ApiKey::OffsetForTime => Response::OffsetForTime(Body::decode(r)?),
+        ApiKey::DescribeCluster => Response::DescribeCluster(Body::decode(r)?),
     })
 }

@@ -1,5 +1,5 @@
 //! Body layouts of the data and administration APIs: `Send`, `Pull`, `OffsetForTime`, the
-//! topic APIs and `QueryRoute`. Field order on the wire is the order of the struct fields;
+//! topic APIs, `QueryRoute` and `DescribeCluster`. Field order on the wire is the order of the struct fields;
 //! `docs/protocol.md` lists each layout.
 
 use super::body::{decode_list, encode_list, Body};
@@ -7,10 +7,11 @@ use super::reader::Reader;
 use super::writer::Writer;
 use crate::error::{DecodeError, Result};
 use crate::protocol::{
-    Acks, BrokerAddress, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    ListTopicsRequest, ListTopicsResponse, OffsetForTimeRequest, OffsetForTimeResponse,
-    PullRequest, PullResponse, QueryRouteRequest, QueryRouteResponse, QueueDescription, QueueRoute,
-    SendRequest, SendResponse, TopicDescription, TopicSummary,
+    Acks, BrokerAddress, BrokerDescription, CreateTopicRequest, DeleteTopicRequest,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest,
+    ListTopicsResponse, OffsetForTimeRequest, OffsetForTimeResponse, PullRequest, PullResponse,
+    QueryRouteRequest, QueryRouteResponse, QueueDescription, QueueRoute, SendRequest, SendResponse,
+    TopicDescription, TopicSummary,
 };
 
 impl Body for SendRequest {
@@ -290,6 +291,63 @@ impl Body for QueryRouteResponse {
         Ok(QueryRouteResponse {
             brokers: decode_list(r, "QueryRouteResponse.brokers")?,
             queues: decode_list(r, "QueryRouteResponse.queues")?,
+        })
+    }
+}
+
+impl Body for DescribeClusterRequest {
+    const BYTES_MIN: usize = 0;
+    fn encode(&self, _: &mut Writer) -> Result<()> {
+        Ok(())
+    }
+    fn decode(_: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(DescribeClusterRequest {})
+    }
+}
+
+impl Body for DescribeClusterResponse {
+    const BYTES_MIN: usize = 2 + 2 + 8 + 4;
+    fn encode(&self, w: &mut Writer) -> Result<()> {
+        w.name("DescribeClusterResponse.coordinator", &self.coordinator)?;
+        w.text("DescribeClusterResponse.cluster", &self.cluster)?;
+        w.option_u64(
+            "DescribeClusterResponse.controller",
+            self.controller.map(u64::from),
+        )?;
+        encode_list(w, "DescribeClusterResponse.brokers", &self.brokers)
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        let coordinator = r.name("DescribeClusterResponse.coordinator")?;
+        let cluster = r.text("DescribeClusterResponse.cluster")?;
+        let controller = match r.option_u64("DescribeClusterResponse.controller")? {
+            None => None,
+            Some(id) => Some(u32::try_from(id).map_err(|_| DecodeError::InvalidValue {
+                field: "DescribeClusterResponse.controller",
+                value: i64::try_from(id).unwrap_or(i64::MAX),
+            })?),
+        };
+        Ok(DescribeClusterResponse {
+            coordinator,
+            cluster,
+            controller,
+            brokers: decode_list(r, "DescribeClusterResponse.brokers")?,
+        })
+    }
+}
+
+impl Body for BrokerDescription {
+    const BYTES_MIN: usize = 4 + 2 + 8;
+    fn encode(&self, w: &mut Writer) -> Result<()> {
+        w.u32(self.broker_id);
+        w.text("BrokerDescription.address", &self.address)?;
+        w.i64(self.started_at_ms);
+        Ok(())
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(BrokerDescription {
+            broker_id: r.u32("BrokerDescription.broker_id")?,
+            address: r.text("BrokerDescription.address")?,
+            started_at_ms: r.i64("BrokerDescription.started_at_ms")?,
         })
     }
 }

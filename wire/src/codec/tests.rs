@@ -106,6 +106,18 @@ fn bytes_min_is_the_smallest_encoding_of_every_body() {
         broker_id: 0,
         address: name(),
     });
+    assert_min(DescribeClusterRequest {});
+    assert_min(DescribeClusterResponse {
+        coordinator: name(),
+        cluster: name(),
+        controller: None,
+        brokers: vec![],
+    });
+    assert_min(BrokerDescription {
+        broker_id: 0,
+        address: name(),
+        started_at_ms: 0,
+    });
     assert_min(QueueRoute {
         queue: 0,
         leader: 0,

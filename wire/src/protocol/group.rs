@@ -5,6 +5,27 @@
 //! rebalance moves a queue, the old owner sees it leave its assignment, finishes in-flight
 //! messages, commits, and heartbeats with the new generation; only then is the queue handed to
 //! its new owner (or when the old owner's session expires), so no queue has two consumers.
+//!
+//! Where a group's offsets live: committed offsets are records of the internal topic
+//! `OFFSETS_TOPIC`, all of one group's in one queue, `offsets_queue_for(group, queues)`. The
+//! broker leading that queue serves the group's `CommitOffsets`, `FetchOffsets`,
+//! `ResetOffsets` and `DescribeGroup`; other brokers answer `NOT_LEADER`. Heartbeats and
+//! leaves may go to any broker.
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The queue of `OFFSETS_TOPIC` (of `queue_count` queues) holding `group`'s offsets: 32-bit
+/// FNV-1a of the group name's bytes, modulo the queue count. Stable across builds, platforms
+/// and releases: changing it would strand every group's earlier commits.
+pub fn offsets_queue_for(group: &str, queue_count: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in group.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % queue_count.max(1)
+}
 
 /// A topic and one of its queues.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

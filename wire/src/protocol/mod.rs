@@ -72,12 +72,13 @@ pub enum ApiKey {
     DescribeGroup = 13,
     ResetOffsets = 14,
     OffsetForTime = 15,
+    DescribeCluster = 16,
     /// Broker → client, one-way: a group's assignment changed; heartbeat now to learn it.
     NotifyAssignment = 64,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 17] = [
+    pub const ALL: [ApiKey; 18] = [
         ApiKey::ApiVersions,
         ApiKey::Send,
         ApiKey::Pull,
@@ -94,6 +95,7 @@ impl ApiKey {
         ApiKey::DescribeGroup,
         ApiKey::ResetOffsets,
         ApiKey::OffsetForTime,
+        ApiKey::DescribeCluster,
         ApiKey::NotifyAssignment,
     ];
 
@@ -194,6 +196,7 @@ pub enum Request {
     DescribeGroup(DescribeGroupRequest),
     ResetOffsets(ResetOffsetsRequest),
     OffsetForTime(OffsetForTimeRequest),
+    DescribeCluster(DescribeClusterRequest),
     NotifyAssignment(NotifyAssignmentRequest),
 }
 
@@ -214,6 +217,7 @@ pub enum Response {
     DescribeGroup(GroupDescription),
     ResetOffsets(ResetOffsetsResponse),
     OffsetForTime(OffsetForTimeResponse),
+    DescribeCluster(DescribeClusterResponse),
 }
 
 /// A request type with its API key and the response type it expects.
@@ -261,6 +265,7 @@ api_request!(ListGroupsRequest, ListGroups, ListGroupsResponse, Response::ListGr
 api_request!(DescribeGroupRequest, DescribeGroup, GroupDescription, Response::DescribeGroup(r) => r);
 api_request!(ResetOffsetsRequest, ResetOffsets, ResetOffsetsResponse, Response::ResetOffsets(r) => r);
 api_request!(OffsetForTimeRequest, OffsetForTime, OffsetForTimeResponse, Response::OffsetForTime(r) => r);
+api_request!(DescribeClusterRequest, DescribeCluster, DescribeClusterResponse, Response::DescribeCluster(r) => r);
 api_request!(NotifyAssignmentRequest, NotifyAssignment, (), Response::Empty => ());
 
 impl Request {
@@ -282,6 +287,7 @@ impl Request {
             Request::DescribeGroup(_) => ApiKey::DescribeGroup,
             Request::ResetOffsets(_) => ApiKey::ResetOffsets,
             Request::OffsetForTime(_) => ApiKey::OffsetForTime,
+            Request::DescribeCluster(_) => ApiKey::DescribeCluster,
             Request::NotifyAssignment(_) => ApiKey::NotifyAssignment,
         }
     }
@@ -311,6 +317,7 @@ impl Response {
                 | (ApiKey::DescribeGroup, Response::DescribeGroup(_))
                 | (ApiKey::ResetOffsets, Response::ResetOffsets(_))
                 | (ApiKey::OffsetForTime, Response::OffsetForTime(_))
+                | (ApiKey::DescribeCluster, Response::DescribeCluster(_))
         )
     }
 
@@ -331,6 +338,7 @@ impl Response {
             Response::DescribeGroup(_) => "DescribeGroup",
             Response::ResetOffsets(_) => "ResetOffsets",
             Response::OffsetForTime(_) => "OffsetForTime",
+            Response::DescribeCluster(_) => "DescribeCluster",
         }
     }
 }
