@@ -6,8 +6,11 @@
 //! unique per `Cluster` (each also has an etcd of its own, so names only matter in logs).
 //!
 //! Readiness is awaited, not slept for: `start` returns once every broker printed its
-//! listening line, all N are registered in etcd, and no broker's view of the live brokers
-//! (see `await_brokers`) lacks one — placement of a topic created next uses that view.
+//! listening line and answers `DescribeCluster` naming all N brokers live — placement of a
+//! topic created next uses that view.
+//!
+//! The controller is read from etcd's `controller` key itself (`controller`), the ground
+//! truth that `DescribeCluster` reports from each broker's cache.
 //!
 //! Faults: `kill(i)` (SIGKILL), `terminate(i)` (SIGTERM), `restart(i)` (same address, same
 //! data directory, same id), and etcd's `stop_etcd` (SIGTERM) / `kill_etcd` / `restart_etcd`
@@ -24,14 +27,10 @@ use std::time::Duration;
 use coordinator::testing::EtcdServer;
 use tempfile::TempDir;
 use wire::client::{Admin, Client};
-use wire::ErrorCode;
+use wire::protocol::DescribeClusterResponse;
 
 use crate::broker::BrokerProcess;
 use crate::wait::{client_config, until};
-
-/// The internal topic of committed offsets (`semantics::offsets::OFFSETS_TOPIC`): once it
-/// exists, its route shows which brokers a broker knows.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// How long one etcd request of the harness may take.
 const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,14 +179,10 @@ impl Cluster {
         self.etcd.restart().await.expect("restart etcd");
     }
 
-    /// Waits until exactly the brokers `ids` are registered in etcd and every one of them
-    /// knows exactly those brokers (so a killed broker's lease has expired, a restarted one is
-    /// back, and a topic created now is placed over all of them).
-    ///
-    /// A broker's view is read from its answer to `QueryRoute` for the offsets topic. In a
-    /// cluster that topic is created on first use, so before any group commits a broker
-    /// answers `UnknownTopic`; then only the etcd registrations are checked.
-    pub async fn await_brokers(&self, ids: &[u32]) {
+    /// Waits until every broker of `ids` answers `DescribeCluster` naming exactly the brokers
+    /// `ids` as live (so a killed broker's lease has expired, a restarted one is back, and a
+    /// topic created now is placed over all of them); returns each one's answer.
+    pub async fn await_brokers(&self, ids: &[u32]) -> Vec<DescribeClusterResponse> {
         let expected: BTreeSet<u32> = ids.iter().copied().collect();
         let clients: Vec<(u32, Client)> = ids
             .iter()
@@ -196,36 +191,34 @@ impl Cluster {
                 (id, Client::new(config).expect("a harness client"))
             })
             .collect();
-        let what = format!("brokers {ids:?} to be registered and each to see exactly those");
-        until(&what, || async {
-            let registered = self.registered_brokers().await?;
-            if registered != expected {
-                return Err(format!("registered in etcd: {registered:?}"));
-            }
-            let mut seen = Vec::new();
+        let what = format!("brokers {ids:?} each to see exactly those brokers live");
+        let views = until(&what, || async {
+            let mut views = Vec::new();
+            let mut wrong = Vec::new();
             for (id, client) in &clients {
-                match Admin::new(client).query_route(OFFSETS_TOPIC).await {
-                    Ok(route) => {
-                        let known: BTreeSet<u32> =
-                            route.brokers.iter().map(|b| b.broker_id).collect();
-                        if known != expected {
-                            seen.push(format!("broker {id} sees {known:?}"));
+                match Admin::new(client).describe_cluster().await {
+                    Ok(view) => {
+                        let live: BTreeSet<u32> =
+                            view.brokers.iter().map(|b| b.broker_id).collect();
+                        if live != expected {
+                            wrong.push(format!("broker {id} sees {live:?}"));
                         }
+                        views.push(view);
                     }
-                    Err(e) if e.code() == Some(ErrorCode::UnknownTopic) => {}
-                    Err(e) => seen.push(format!("broker {id}: {e}")),
+                    Err(e) => wrong.push(format!("broker {id}: {e}")),
                 }
             }
-            if seen.is_empty() {
-                Ok(())
+            if wrong.is_empty() {
+                Ok(views)
             } else {
-                Err(seen.join("; "))
+                Err(wrong.join("; "))
             }
         })
         .await;
         for (_, client) in clients {
             client.close();
         }
+        views
     }
 
     /// The broker id in etcd's `controller` key (`/runnel/<cluster>/controller`, JSON

@@ -15,7 +15,8 @@
 //! `AFTER_FAULT_PER_QUEUE` messages to each queue a survivor leads.
 //!
 //! Checks: the `controller` key names a surviving broker within TTL + margin (the time is
-//! printed); the survivors drop the dead broker from their routes; every send to a
+//! printed), and the survivors' `DescribeCluster` agree (before the fault too); the survivors
+//! drop the dead broker from their live brokers; every send to a
 //! survivor-led queue during and after the failover is acknowledged, and every one is
 //! delivered, intact (lost: 0; duplicates counted and printed).
 
@@ -62,6 +63,7 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
             .ok_or_else(|| "no controller".to_owned())
     })
     .await;
+    await_reported_controller(&cluster, &[0, 1, 2], controller).await;
     let survivors: Vec<u32> = (0..BROKERS as u32).filter(|&b| b != controller).collect();
     eprintln!("broker {controller} is the controller; survivors {survivors:?}");
 
@@ -146,8 +148,9 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
         killed_at.elapsed().as_millis()
     );
     cluster.await_brokers(&survivors).await;
+    await_reported_controller(&cluster, &survivors, successor).await;
     eprintln!(
-        "the survivors' routes dropped broker {controller} {} ms after the kill",
+        "the survivors dropped broker {controller} and report controller {successor} {} ms after the kill",
         killed_at.elapsed().as_millis()
     );
     stop.store(true, Ordering::Release);
@@ -225,6 +228,26 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
     }
     producer_client.close();
     admin_client.close();
+}
+
+/// Waits until every broker of `ids` answers `DescribeCluster` naming `controller`.
+async fn await_reported_controller(cluster: &Cluster, ids: &[u32], controller: u32) {
+    let what = format!("brokers {ids:?} to report broker {controller} as the controller");
+    wait::until(&what, || async {
+        let mut views = Vec::new();
+        for &id in ids {
+            let client = cluster.client(id, "describer").await;
+            let view = Admin::new(&client).describe_cluster().await;
+            client.close();
+            views.push(view.map_err(|e| e.to_string())?.controller);
+        }
+        if views.iter().all(|&c| c == Some(controller)) {
+            Ok(())
+        } else {
+            Err(format!("controllers seen: {views:?}"))
+        }
+    })
+    .await;
 }
 
 /// Sends one message to each of `queues` every `DURING_FAILOVER_PERIOD` until `stop` (or
