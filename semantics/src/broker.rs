@@ -2,9 +2,11 @@
 //! queues it leads, the consumer offsets — and its lifecycle (open, close).
 //!
 //! Open: the log managers recover on a blocking thread; the broker registers with the
-//! coordinator, makes sure the consumer-offsets topic exists, opens a log (and an appender)
-//! for every queue the coordinator says it leads, replays the committed offsets, and starts
-//! its background tasks (coordinator events, group-lag gauge).
+//! coordinator (in a cluster, refusing to start if another live broker has its id), makes
+//! sure the consumer-offsets topic exists (alone; in a cluster it is created on first use,
+//! see `cluster.rs`), opens a log (and an appender) for every queue the coordinator says it
+//! leads, replays the committed offsets of the offsets queues it leads, and starts its
+//! background tasks (coordinator events, group-lag gauge).
 //!
 //! Close: new requests are answered `ShuttingDown`; waiting pulls are answered empty; the
 //! appenders and offsets writers finish what was already queued; every log is flushed and
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
-use coordinator::{BrokerInfo, Coordinator, TopicMetadata, TopicSpec};
+use coordinator::{BrokerInfo, Coordinator, TopicMetadata};
 use log_core::LogManager;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -58,6 +60,10 @@ pub struct Broker {
     pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: OffsetStore,
     pub(crate) peers: Peers,
+    /// Bumped whenever a topic starts or stops being served here.
+    topics_changed: watch::Sender<()>,
+    /// Live brokers' addresses as last read from the coordinator, for `NotLeader` hints.
+    pub(crate) addresses: RwLock<HashMap<u32, String>>,
     closing: AtomicBool,
     /// Becomes true at close: waiting pulls answer empty.
     pub(crate) shutdown: watch::Sender<bool>,
@@ -87,6 +93,9 @@ impl Broker {
             })
             .await?
         };
+        if config.clustered() {
+            refuse_taken_id(coordinator.as_ref(), &config).await?;
+        }
         coordinator
             .register_broker(BrokerInfo {
                 id: config.broker_id,
@@ -94,7 +103,17 @@ impl Broker {
                 started_at_ms: wire::message::now_ms(),
             })
             .await?;
-        let offsets_created = ensure_offsets_topic(coordinator.as_ref(), &config).await?;
+        // Alone, the broker creates the offsets topic now (it leads every queue of it); in a
+        // cluster the first broker up would place every offsets queue on itself, so the topic
+        // is created on first use instead, when the cluster has its brokers.
+        let offsets_created = !config.clustered()
+            && crate::cluster::ensure_offsets_topic(coordinator.as_ref(), &config).await?;
+        let addresses = coordinator
+            .brokers()
+            .await?
+            .into_iter()
+            .map(|b| (b.id, b.address))
+            .collect();
         let metadata = coordinator.topics().await?;
         let (topics, offsets) = {
             let (config, logs, internal) = (
@@ -126,6 +145,8 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             offsets,
             peers: Peers::default(),
+            addresses: RwLock::new(addresses),
+            topics_changed: watch::channel(()).0,
             closing: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             background: Mutex::new(Vec::new()),
@@ -202,6 +223,31 @@ impl Broker {
         self.config.broker_id
     }
 
+    /// Whether this broker serves `topic` now (it knows the topic and opened the queues of it
+    /// it leads).
+    pub fn serves_topic(&self, topic: &str) -> bool {
+        self.topics.read().contains_key(topic)
+    }
+
+    /// Waits until this broker serves `topic` (`serving`), or no longer does: a topic created
+    /// or deleted on another broker is taken up here when its coordinator event is handled.
+    /// Bound it with a timeout.
+    pub async fn await_topic(&self, topic: &str, serving: bool) {
+        let mut changed = self.topics_changed.subscribe();
+        while self.serves_topic(topic) != serving {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The leader of `topic`'s `queue` as this broker knows it.
+    pub fn queue_leader(&self, topic: &str, queue: u32) -> Option<u32> {
+        let topics = self.topics.read();
+        let state = topics.get(topic)?.meta.queues.get(queue as usize)?;
+        Some(state.leader)
+    }
+
     /// True from the moment `close` starts.
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
@@ -246,7 +292,7 @@ impl Broker {
     fn not_leader(&self, meta: &TopicMetadata, queue: u32) -> ServiceError {
         let leader = meta.queues.get(queue as usize).map_or_else(
             || "another broker".to_owned(),
-            |q| format!("broker {}", q.leader),
+            |q| self.describe_broker(q.leader),
         );
         ServiceError::new(
             ErrorCode::NotLeader,
@@ -277,9 +323,13 @@ impl Broker {
         .map_err(|e| error::task_failed("opening a topic", e))?
         .map_err(|(e, queue)| error::storage(&e, &name, queue))?;
         let local = Arc::new(local);
+        if local.meta.name == OFFSETS_TOPIC {
+            self.attach_offsets(&local).await?;
+        }
         self.topics
             .write()
             .insert(local.meta.name.clone(), Arc::clone(&local));
+        self.topics_changed.send_replace(());
         Ok(local)
     }
 
@@ -289,6 +339,7 @@ impl Broker {
         let Some(local) = self.topics.write().remove(topic) else {
             return Ok(());
         };
+        self.topics_changed.send_replace(());
         let mut appenders = Vec::new();
         for queue in local.queues.iter().flatten() {
             queue.handle.mark_gone();
@@ -319,6 +370,17 @@ impl Broker {
         .map_err(|e| error::task_failed("deleting a topic's logs", e))?
     }
 
+    /// Starts serving the offsets queues of `local` (the offsets topic) this broker leads.
+    async fn attach_offsets(&self, local: &LocalTopic) -> Result<(), ServiceError> {
+        let (count, led) = offsets_queues(local);
+        let broker = self.handle().ok_or_else(error::shutting_down)?;
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || broker.offsets.attach(count, led, &runtime))
+            .await
+            .map_err(|e| error::task_failed("opening consumer offsets", e))?
+            .map_err(|e| ServiceError::new(ErrorCode::StorageError, e.to_string()))
+    }
+
     fn manager_for(&self, internal: bool) -> &Arc<LogManager> {
         if internal {
             &self.internal_logs
@@ -347,25 +409,33 @@ impl Broker {
     }
 }
 
-/// Creates the consumer-offsets topic unless it exists; answers whether it created it.
-async fn ensure_offsets_topic(
-    coordinator: &dyn Coordinator,
-    config: &BrokerConfig,
-) -> Result<bool> {
-    if coordinator.topic(OFFSETS_TOPIC).await?.is_some() {
-        return Ok(false);
+/// Refuses to join a cluster where a live broker already has this broker's id at another
+/// address (the same address is this broker's own registration from before a restart).
+async fn refuse_taken_id(coordinator: &dyn Coordinator, config: &BrokerConfig) -> Result<()> {
+    let me = config.advertised();
+    let taken = coordinator
+        .brokers()
+        .await?
+        .into_iter()
+        .find(|b| b.id == config.broker_id && b.address != me);
+    match taken {
+        Some(other) => Err(Error::BrokerIdTaken {
+            id: other.id,
+            address: other.address,
+        }),
+        None => Ok(()),
     }
-    let spec = TopicSpec {
-        name: OFFSETS_TOPIC.to_owned(),
-        queues: config.offsets_queues,
-        config: Default::default(),
-        internal: true,
-    };
-    match coordinator.create_topic(spec).await {
-        Ok(_) => Ok(true),
-        Err(coordinator::Error::TopicExists(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+}
+
+/// The queue count of the offsets topic `local` and the handles of the queues led here.
+fn offsets_queues(local: &LocalTopic) -> (usize, Vec<Arc<QueueHandle>>) {
+    let led = local
+        .queues
+        .iter()
+        .flatten()
+        .map(|q| Arc::clone(&q.handle))
+        .collect();
+    (local.queues.len(), led)
 }
 
 type OpenedTopics = (HashMap<String, Arc<LocalTopic>>, OffsetStore);
@@ -398,22 +468,11 @@ fn open_local_topics(
         .map_err(|(e, _)| Error::Log(e))?;
         topics.insert(name, Arc::new(local));
     }
-    let offsets_topic = topics.get(OFFSETS_TOPIC).ok_or_else(|| Error::Open {
-        op: "opening consumer offsets",
-        reason: format!("the coordinator has no topic {OFFSETS_TOPIC}"),
-    })?;
-    let mut queues = Vec::new();
-    for (queue, local) in offsets_topic.queues.iter().enumerate() {
-        let local = local.as_ref().ok_or_else(|| Error::Open {
-            op: "opening consumer offsets",
-            reason: format!(
-                "{OFFSETS_TOPIC}-{queue} is led by another broker; a broker must lead every \
-                 offsets queue (multi-broker groups are not supported yet)"
-            ),
-        })?;
-        queues.push(Arc::clone(&local.handle));
+    let offsets = OffsetStore::new(config.offsets_compact_records);
+    if let Some(local) = topics.get(OFFSETS_TOPIC) {
+        let (count, led) = offsets_queues(local);
+        offsets.attach(count, led, runtime)?;
     }
-    let offsets = OffsetStore::open(queues, config.offsets_compact_records, runtime)?;
     Ok((topics, offsets))
 }
 

@@ -8,6 +8,9 @@
 //! flush = "interval:1s"        # "os" | "every-write" | "interval:<humantime>"
 //! retention = "7d"
 //! max_message_bytes = 4194304
+//! # A member of a cluster on etcd (default: no endpoints, the embedded coordinator):
+//! etcd = ["http://127.0.0.1:2379"]
+//! cluster = "runnel"
 //! ```
 //!
 //! Unknown fields are rejected, so a misspelt setting fails loudly instead of silently
@@ -37,6 +40,8 @@ pub const OFFSETS_QUEUES_DEFAULT: u32 = 8;
 pub const OFFSETS_QUEUES_MAX: u32 = 256;
 /// Default records an offsets queue gains between two compacting snapshots.
 pub const OFFSETS_COMPACT_RECORDS_DEFAULT: u64 = 100_000;
+/// Default name of the cluster a broker joins on etcd.
+pub const CLUSTER_DEFAULT: &str = "runnel";
 /// Default period of the task that refreshes the `runnel_group_lag` gauge.
 pub const GROUP_LAG_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
 
@@ -158,6 +163,12 @@ pub struct BrokerConfig {
     /// syntax). Default `10s`.
     #[serde(with = "humantime_duration")]
     pub group_lag_interval: Duration,
+    /// etcd endpoints (`http://host:port`) of the cluster's metadata store. Empty: the broker
+    /// runs alone on the embedded coordinator under `data_dir/meta`. Default: empty.
+    pub etcd: Vec<String>,
+    /// The cluster's name: its metadata lives under `/runnel/<cluster>/` in etcd. Only used
+    /// with `etcd`. Default `runnel`.
+    pub cluster: String,
 }
 
 impl Default for BrokerConfig {
@@ -176,6 +187,8 @@ impl Default for BrokerConfig {
             offsets_queues: OFFSETS_QUEUES_DEFAULT,
             offsets_compact_records: OFFSETS_COMPACT_RECORDS_DEFAULT,
             group_lag_interval: GROUP_LAG_INTERVAL_DEFAULT,
+            etcd: Vec::new(),
+            cluster: CLUSTER_DEFAULT.to_owned(),
         }
     }
 }
@@ -191,6 +204,12 @@ impl BrokerConfig {
     /// The address clients are told to connect to.
     pub fn advertised(&self) -> &str {
         self.advertised_address.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// Whether the broker is a member of a cluster on etcd (rather than alone on the embedded
+    /// coordinator).
+    pub fn clustered(&self) -> bool {
+        !self.etcd.is_empty()
     }
 
     /// Where the coordinator of a single-node broker keeps its state.
@@ -221,6 +240,12 @@ impl BrokerConfig {
             return Err(Error::Config(
                 "offsets_compact_records must be positive".into(),
             ));
+        }
+        if self.etcd.iter().any(|e| e.trim().is_empty()) {
+            return Err(Error::Config("etcd endpoints must not be empty".into()));
+        }
+        if self.clustered() && self.cluster.trim().is_empty() {
+            return Err(Error::Config("cluster must not be empty".into()));
         }
         if self.group_lag_interval.is_zero() {
             return Err(Error::Config("group_lag_interval must be positive".into()));
@@ -319,6 +344,8 @@ mod tests {
     fn defaults_validate() {
         let config = BrokerConfig::default();
         config.validate().unwrap();
+        assert!(!config.clustered(), "the embedded coordinator by default");
+        assert_eq!(config.cluster, CLUSTER_DEFAULT);
         assert_eq!(config.advertised(), LISTEN_DEFAULT);
         // The logs accept the largest batch one valid message makes.
         assert_eq!(
@@ -340,11 +367,16 @@ mod tests {
             retention_bytes = 1073741824
             max_message_bytes = 1048576
             group_lag_interval = "30s"
+            etcd = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+            cluster = "east"
             "#,
         )
         .unwrap();
         config.validate().unwrap();
         assert_eq!(config.broker_id, 3);
+        assert!(config.clustered());
+        assert_eq!(config.etcd.len(), 2);
+        assert_eq!(config.cluster, "east");
         assert_eq!(config.advertised(), "broker-3.example:10911");
         assert_eq!(config.flush, Flush::Interval(Duration::from_millis(500)));
         assert_eq!(config.retention, Duration::from_secs(60 * 3600));

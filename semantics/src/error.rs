@@ -14,6 +14,11 @@ pub enum Error {
     Log(#[from] log_core::Error),
     #[error("coordinator: {0}")]
     Coordinator(#[from] coordinator::Error),
+    #[error(
+        "broker id {id} is taken: a live broker at {address} is registered with it; give this \
+         broker another --broker-id (a crashed broker's registration expires with its lease)"
+    )]
+    BrokerIdTaken { id: u32, address: String },
     #[error("{op}: {reason}")]
     Open { op: &'static str, reason: String },
     /// A blocking task (recovery, close) panicked or was cancelled.
@@ -56,8 +61,13 @@ pub(crate) fn metadata(error: coordinator::Error) -> ServiceError {
         C::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
         C::InvalidArgument(_) => ErrorCode::InvalidArgument,
         C::Io { .. } | C::Corrupt { .. } => ErrorCode::StorageError,
-        // Retriable: the metadata store may be back after a back-off.
+        // Retriable: the metadata store (etcd) may be back after a back-off. Every etcd
+        // request is bounded by the coordinator's request timeout, so this comes back in
+        // bounded time rather than hanging the request.
         C::Unavailable(_) => ErrorCode::Busy,
+        // A guarded write met newer metadata (another controller term, a changed queue):
+        // what the client asked about moved; it refreshes its route and retries.
+        C::Fenced(_) => ErrorCode::NotLeader,
         #[allow(unreachable_patterns)] // the coordinator may grow variants
         _ => ErrorCode::Unknown,
     };
@@ -89,4 +99,19 @@ pub(crate) fn unknown_queue(topic: &str, queue: u32, queues: usize) -> ServiceEr
 
 pub(crate) fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorCode::InvalidArgument, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_failures_are_retriable_codes() {
+        let unavailable = metadata(coordinator::Error::Unavailable("etcd down".into()));
+        assert_eq!(unavailable.code, ErrorCode::Busy);
+        assert!(unavailable.message.contains("etcd down"));
+        let fenced = metadata(coordinator::Error::Fenced("deposed".into()));
+        assert_eq!(fenced.code, ErrorCode::NotLeader);
+        assert!(unavailable.code.is_retriable() && fenced.code.is_retriable());
+    }
 }

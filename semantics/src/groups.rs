@@ -15,8 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use coordinator::{GroupMetadata, GroupPhase, MemberSpec, QueueId};
+use coordinator::{Coordinator, CoordinatorEvent, GroupMetadata, GroupPhase, MemberSpec, QueueId};
 use parking_lot::Mutex;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
 use wire::protocol::Response;
 use wire::protocol::{
     CommitOffsetsRequest, FetchOffsetsRequest, FetchOffsetsResponse, GroupDescription,
@@ -27,13 +29,16 @@ use wire::protocol::{
 };
 use wire::{ErrorCode, Peer, RequestContext, ServiceError};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, LocalTopic};
 use crate::error;
-use crate::offsets::{Acknowledgement, OffsetEntry};
+use crate::offsets::{Acknowledgement, OffsetEntry, OFFSETS_TOPIC};
 use crate::service::{ready, Answer};
 
 /// Shortest session timeout a member may ask for.
 pub const SESSION_TIMEOUT_MS_MIN: u32 = 100;
+/// Longest a commit waits for this broker's view of its group to reach the generation it
+/// carries (see `check_generation`).
+pub const GENERATION_CATCH_UP_MAX: Duration = Duration::from_secs(5);
 /// Longest session timeout a member may ask for: 30 minutes (Kafka's group maximum).
 pub const SESSION_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
 
@@ -174,6 +179,11 @@ impl Broker {
             subscriptions,
             session_timeout: Duration::from_millis(u64::from(request.session_timeout_ms)),
         };
+        // A group's first heartbeat creates the offsets topic in a cluster (see `cluster.rs`);
+        // membership does not depend on it, so a failure here only delays the creation.
+        if let Err(failure) = self.offsets_topic().await {
+            tracing::warn!(group = %request.group, %failure, "could not open the consumer-offsets topic");
+        }
         let assignment = self
             .coordinator
             .heartbeat(&request.group, spec, request.generation)
@@ -203,19 +213,44 @@ impl Broker {
     }
 
     /// Checks and queues the commit synchronously (arrival order); see the module docs.
+    ///
+    /// Only a commit that arrives before the offsets topic is open on this broker (in a
+    /// cluster, before any group used it) waits for it to be created first, and so is not
+    /// ordered with later commits of its connection; clients fetch offsets or heartbeat
+    /// before they commit, which opens it.
     pub(crate) fn commit_offsets(self: &Arc<Self>, request: CommitOffsetsRequest) -> Answer {
-        match self.submit_commit(request) {
+        let Some(local) = self.local_topic(OFFSETS_TOPIC) else {
+            let broker = Arc::clone(self);
+            return Box::pin(async move {
+                validate_group(&request.group)?;
+                let local = broker.offsets_topic().await?;
+                let acknowledgement = broker.submit_commit(&local, request)?;
+                acknowledged(acknowledgement)
+                    .await
+                    .map(|()| Response::Empty)
+            });
+        };
+        let group = request.group.clone();
+        match self.submit_commit(&local, request) {
             Ok(acknowledgement) => Box::pin(async move {
                 acknowledged(acknowledgement)
                     .await
                     .map(|()| Response::Empty)
             }),
+            Err(refused) if refused.code == ErrorCode::NotLeader => {
+                let broker = Arc::clone(self);
+                Box::pin(async move {
+                    let again = |b: &Broker| b.group_offsets_here(&local, &group).err();
+                    Err(broker.refreshed_refusal(refused, again).await)
+                })
+            }
             Err(refused) => ready(Err(refused)),
         }
     }
 
     fn submit_commit(
         self: &Arc<Self>,
+        offsets_topic: &LocalTopic,
         request: CommitOffsetsRequest,
     ) -> Result<Acknowledgement, ServiceError> {
         let CommitOffsetsRequest {
@@ -225,18 +260,10 @@ impl Broker {
             offsets,
         } = request;
         validate_group(&group)?;
+        self.group_offsets_here(offsets_topic, &group)?;
         let mut entries = Vec::with_capacity(offsets.len());
         for commit in offsets {
-            self.with_queue(&commit.topic, commit.queue, |_, queue| {
-                let end = queue.handle.log.log_end_offset().0;
-                if commit.offset > end {
-                    return Err(error::invalid(format!(
-                        "group {group}: offset {} for {}-{} is past the log end {end}",
-                        commit.offset, commit.topic, commit.queue
-                    )));
-                }
-                Ok(())
-            })?;
+            self.check_commit(&group, &commit.topic, commit.queue, commit.offset)?;
             entries.push(OffsetEntry {
                 topic: commit.topic,
                 queue: commit.queue,
@@ -247,10 +274,7 @@ impl Broker {
         let fenced_group = group.clone();
         let fence = match (member_id.is_empty(), generation) {
             (false, Some(generation)) => self.runtime.spawn(async move {
-                coordinator
-                    .check_generation(&fenced_group, &member_id, generation)
-                    .await
-                    .map_err(error::metadata)
+                check_generation(coordinator.as_ref(), &fenced_group, &member_id, generation).await
             }),
             (true, None) => self.runtime.spawn(async move {
                 let meta = coordinator
@@ -273,11 +297,39 @@ impl Broker {
         self.offsets.submit(&group, entries, Some(fence))
     }
 
+    /// A committed offset must name a queue of a known topic, and be at most the log end of a
+    /// queue this broker leads (the end of a queue led elsewhere is not known here).
+    fn check_commit(
+        &self,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<(), ServiceError> {
+        let local = self
+            .local_topic(topic)
+            .ok_or_else(|| error::unknown_topic(topic))?;
+        match local.queues.get(queue as usize) {
+            None => Err(error::unknown_queue(topic, queue, local.queues.len())),
+            Some(None) => Ok(()),
+            Some(Some(led)) => {
+                let end = led.handle.log.log_end_offset().0;
+                if offset > end {
+                    return Err(error::invalid(format!(
+                        "group {group}: offset {offset} for {topic}-{queue} is past the log end {end}"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) async fn fetch_offsets(
         &self,
         request: FetchOffsetsRequest,
     ) -> Result<FetchOffsetsResponse, ServiceError> {
         validate_group(&request.group)?;
+        self.serve_group_offsets(&request.group).await?;
         let count = self.queue_count(&request.topic).await?;
         let queues: Vec<u32> = if request.queues.is_empty() {
             (0..count).collect()
@@ -330,6 +382,7 @@ impl Broker {
         group: &str,
     ) -> Result<GroupDescription, ServiceError> {
         validate_group(group)?;
+        self.serve_group_offsets(group).await?;
         let meta = self
             .coordinator
             .group(group)
@@ -379,7 +432,10 @@ impl Broker {
         })
     }
 
-    /// Every queue of `topics` this broker leads, with the group's committed offset and lag.
+    /// Every queue of `topics`, with the group's committed offset; for the queues this broker
+    /// leads, their end offset and the lag. A queue led by another broker answers
+    /// `log_end_offset` 0 and `lag` 0: its end is known to its leader, and the client fills
+    /// both from the leader's `DescribeTopic`.
     fn group_offsets(
         &self,
         group: &str,
@@ -392,21 +448,26 @@ impl Broker {
             let Some(local) = self.local_topic(topic) else {
                 continue;
             };
-            for queue in local.queues.iter().flatten() {
-                let handle = &queue.handle;
-                let end = handle.readable_end().0;
-                let start = handle.log_start().0;
-                let offset = committed.get(group, topic, handle.queue);
-                let lag = offset.map_or(end.saturating_sub(start), |c| end.saturating_sub(c));
+            for (number, queue) in local.queues.iter().enumerate() {
+                let number = number as u32;
+                let offset = committed.get(group, topic, number);
+                let (end, lag) = match queue {
+                    Some(queue) => {
+                        let end = queue.handle.readable_end().0;
+                        let start = queue.handle.log_start().0;
+                        let lag =
+                            offset.map_or(end.saturating_sub(start), |c| end.saturating_sub(c));
+                        (end, lag)
+                    }
+                    None => (0, 0),
+                };
                 offsets.push(GroupQueueOffset {
                     topic: topic.clone(),
-                    queue: handle.queue,
+                    queue: number,
                     committed: offset,
                     log_end_offset: end,
                     lag,
-                    owner: owners
-                        .get(&QueueId::new(topic.clone(), handle.queue))
-                        .cloned(),
+                    owner: owners.get(&QueueId::new(topic.clone(), number)).cloned(),
                 });
             }
         }
@@ -419,6 +480,7 @@ impl Broker {
     ) -> Result<ResetOffsetsResponse, ServiceError> {
         let group = request.group;
         validate_group(&group)?;
+        self.serve_group_offsets(&group).await?;
         let meta = self
             .coordinator
             .group(&group)
@@ -498,7 +560,11 @@ impl Broker {
         if let Ok(metas) = self.coordinator.groups().await {
             groups.extend(metas.into_iter().map(|m| m.name));
         }
+        let _ = self.refresh_addresses().await;
         for group in groups {
+            if !self.serves_group_offsets(&group) {
+                continue; // its offsets broker publishes its lag
+            }
             if let Err(failure) = self.describe_group(&group).await {
                 tracing::debug!(%group, %failure, "could not refresh group lag");
             }
@@ -529,6 +595,65 @@ fn publish_lag(group: &str, offsets: &[GroupQueueOffset]) {
     }
     for (topic, lag) in by_topic {
         crate::metrics::group_lag(group, topic, lag);
+    }
+}
+
+/// The coordinator's generation check, made again once this broker's view of the group has
+/// caught up when the commit carries a generation newer than the one it knows: a member that
+/// joined through another broker can commit here before this broker's coordinator has seen
+/// its generation. Only such commits wait (at most `GENERATION_CATCH_UP_MAX`, for the
+/// group's next event); a stale generation is refused at once.
+async fn check_generation(
+    coordinator: &dyn Coordinator,
+    group: &str,
+    member_id: &str,
+    generation: u64,
+) -> Result<(), ServiceError> {
+    let mut events = coordinator.events();
+    let deadline = tokio::time::Instant::now() + GENERATION_CATCH_UP_MAX;
+    loop {
+        let refused = match coordinator
+            .check_generation(group, member_id, generation)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(
+                refused @ (coordinator::Error::UnknownMember { .. }
+                | coordinator::Error::IllegalGeneration { .. }),
+            ) => refused,
+            Err(other) => return Err(error::metadata(other)),
+        };
+        let known = coordinator
+            .group(group)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |meta| meta.generation);
+        if generation <= known {
+            return Err(error::metadata(refused));
+        }
+        match tokio::time::timeout_at(deadline, next_group_event(&mut events, group)).await {
+            Ok(true) => continue,
+            Ok(false) | Err(_) => return Err(error::metadata(refused)),
+        }
+    }
+}
+
+/// Waits for the next event about `group` (or lost events, which may have held one); false
+/// if the coordinator's events ended.
+async fn next_group_event(events: &mut Receiver<CoordinatorEvent>, wanted: &str) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(CoordinatorEvent::GroupRebalanced { group, .. })
+            | Ok(CoordinatorEvent::QueuesGranted { group, .. })
+                if group == wanted =>
+            {
+                return true
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
+        }
     }
 }
 

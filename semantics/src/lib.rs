@@ -55,17 +55,26 @@
 //! durable per the flush policy. The latest offsets live in memory and are rebuilt on open by
 //! replaying the topic, which is compacted by snapshot as it grows.
 //!
+//! **In a cluster** (`cluster.rs`; `BrokerConfig::etcd` set, an `EtcdCoordinator`): each
+//! broker opens logs only for the queues it leads and answers the others `NotLeader`, naming
+//! the leader and its address; topics created or deleted elsewhere are taken up or dropped from
+//! coordinator events. A group's offsets are served by the broker leading its offsets queue
+//! only (others answer `NotLeader` naming it); heartbeats and leaves are answered everywhere.
+//! The offsets topic is created on its first use rather than at start-up.
+//!
 //! **Shutdown** (`broker.rs`). `Broker::close` makes every new request answer
 //! `ShuttingDown`, ends waiting pulls empty, lets appenders and offsets writers finish what
 //! they hold, and closes every log cleanly.
 //!
 //! Metrics (`metrics.rs`) go through the `metrics` facade; the binary installs the exporter.
 //!
-//! Not built yet: replication (the high watermark is the log end), tag filtering on the
-//! broker, delay levels, transactions, retry and dead-letter topics, per-topic settings.
+//! Not built yet: replication (a queue lives on its leader only; the high watermark is the
+//! log end), moving a queue's leadership, tag filtering on the broker, delay levels,
+//! transactions, retry and dead-letter topics, per-topic settings.
 
 mod appender;
 mod broker;
+mod cluster;
 pub mod config;
 mod error;
 mod events;

@@ -25,7 +25,7 @@ use crate::queue::QueueHandle;
 
 impl Broker {
     pub(crate) async fn pull(&self, request: PullRequest) -> Result<PullResponse, ServiceError> {
-        let queue = self.queue(&request.topic, request.queue)?;
+        let queue = self.led_queue(&request.topic, request.queue).await?;
         let max_bytes = request.max_bytes.min(PULL_BYTES_MAX) as usize;
         let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(PULL_WAIT_MS_MAX)));
         let from = Offset(request.offset);
@@ -62,7 +62,7 @@ impl Broker {
         &self,
         request: OffsetForTimeRequest,
     ) -> Result<OffsetForTimeResponse, ServiceError> {
-        let queue = self.queue(&request.topic, request.queue)?;
+        let queue = self.led_queue(&request.topic, request.queue).await?;
         let offset = offset_for_time(&queue, request.timestamp).await?;
         Ok(OffsetForTimeResponse { offset: offset.0 })
     }

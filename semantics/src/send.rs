@@ -53,6 +53,13 @@ impl Broker {
         });
         let appended = match submitted {
             Ok(appended) => appended,
+            Err(refused) if refused.code == ErrorCode::NotLeader => {
+                let broker = Arc::clone(self);
+                return Box::pin(async move {
+                    let again = |b: &Broker| b.queue(&topic, queue).err();
+                    Err(broker.refreshed_refusal(refused, again).await)
+                });
+            }
             Err(refused) => return ready(Err(refused)),
         };
         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));

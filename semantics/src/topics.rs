@@ -188,7 +188,9 @@ impl Broker {
             .await
             .map_err(error::metadata)?
             .ok_or_else(|| error::unknown_topic(&request.topic))?;
-        let brokers = self.coordinator.brokers().await.map_err(error::metadata)?;
+        // Every live broker, whether or not it leads a queue here; a queue whose leader is not
+        // live keeps its leader id, with no address for it: the client waits for a new one.
+        let brokers = self.refresh_addresses().await?;
         Ok(QueryRouteResponse {
             brokers: brokers
                 .into_iter()

@@ -13,6 +13,10 @@
 //! check, which asks the coordinator): it is started at once, and the writer awaits it before
 //! appending that commit, so checks run concurrently but commits land in order.
 //!
+//! In a cluster each broker serves the groups whose offsets queue it leads: it replays and
+//! writes only those queues (`attach`), and the broker answers other groups' offset requests
+//! `NotLeader`, naming the broker that leads their queue.
+//!
 //! Growth: the topic is not compacted the way Kafka compacts. Instead each writer keeps a
 //! count of records written since its last snapshot; once it passes
 //! `BrokerConfig::offsets_compact_records` and twice the live keys of its queue, the writer appends a
@@ -36,8 +40,9 @@ use wire::ServiceError;
 use crate::error::{self, Error};
 use crate::queue::QueueHandle;
 
-/// The internal topic holding committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic holding committed offsets (the protocol names it: clients route a
+/// group's offset requests by it).
+pub use wire::protocol::OFFSETS_TOPIC;
 
 /// Commits that may wait for one offsets writer.
 const OFFSETS_QUEUE_JOBS_MAX: usize = 4096;
@@ -140,13 +145,24 @@ impl Committed {
     }
 }
 
-/// The offsets store: the map, and one writer per queue of the offsets topic.
+/// The offsets store: the map, and one writer per queue of the offsets topic this broker
+/// leads. Empty until `attach` (the offsets topic may not exist yet: in a cluster it is
+/// created on first use).
 #[derive(Debug)]
 pub(crate) struct OffsetStore {
     committed: Arc<Committed>,
-    writers: Mutex<Vec<mpsc::Sender<WriteJob>>>,
-    writer_count: usize,
+    compact_records: u64,
+    writers: Mutex<Writers>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct Writers {
+    /// The offsets topic's queue count once attached; groups hash onto its queues.
+    queue_count: Option<usize>,
+    /// Offsets queue → its writer, for the queues this broker leads.
+    by_queue: BTreeMap<usize, mpsc::Sender<WriteJob>>,
+    stopped: bool,
 }
 
 impl std::fmt::Debug for WriteJob {
@@ -158,57 +174,83 @@ impl std::fmt::Debug for WriteJob {
     }
 }
 
-/// The offsets queue that holds `group`'s records: FNV-1a (stable across builds and
-/// platforms, unlike `std`'s hasher) modulo the queue count.
+/// The offsets queue that holds `group`'s records, as the protocol defines it
+/// (`wire::protocol::offsets_queue_for`: FNV-1a modulo the queue count), so clients find the
+/// broker serving a group the same way.
 pub(crate) fn queue_of(group: &str, queues: usize) -> usize {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in group.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash as usize % queues.max(1)
+    // Queue numbers are u32, so a topic's queue count always fits.
+    let queues = u32::try_from(queues).unwrap_or(u32::MAX);
+    wire::protocol::offsets_queue_for(group, queues) as usize
 }
 
 impl OffsetStore {
-    /// Replays every queue of the offsets topic (blocking: call it off the async workers),
-    /// then starts one writer per queue on `runtime`.
-    pub fn open(
-        queues: Vec<Arc<QueueHandle>>,
-        compact_records: u64,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<OffsetStore, Error> {
-        let committed = Arc::new(Committed::default());
-        let mut replayed = Vec::with_capacity(queues.len());
-        for queue in &queues {
-            replayed.push(replay(queue, &committed)?);
+    /// A store serving no offsets queue yet.
+    pub fn new(compact_records: u64) -> OffsetStore {
+        OffsetStore {
+            committed: Arc::new(Committed::default()),
+            compact_records,
+            writers: Mutex::new(Writers::default()),
+            tasks: Mutex::new(Vec::new()),
         }
-        let writer_count = queues.len();
-        let mut writers = Vec::with_capacity(writer_count);
-        let mut tasks = Vec::with_capacity(writer_count);
-        for (index, (queue, records)) in queues.into_iter().zip(replayed).enumerate() {
+    }
+
+    /// Starts serving the offsets queues `led` of a topic of `queue_count` queues: replays
+    /// each (blocking: call it off the async workers), then starts its writer on `runtime`.
+    /// Queues already served are skipped; nothing starts once the store stopped.
+    pub fn attach(
+        &self,
+        queue_count: usize,
+        led: Vec<Arc<QueueHandle>>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), Error> {
+        let served: Vec<usize> = {
+            let writers = self.writers.lock();
+            if writers.stopped {
+                return Ok(());
+            }
+            if let Some(known) = writers.queue_count.filter(|&known| known != queue_count) {
+                return Err(Error::Open {
+                    op: "opening consumer offsets",
+                    reason: format!("{OFFSETS_TOPIC} had {known} queues and now has {queue_count}"),
+                });
+            }
+            writers.by_queue.keys().copied().collect()
+        };
+        let mut started = 0;
+        for queue in led {
+            let index = queue.queue as usize;
+            if served.contains(&index) {
+                continue;
+            }
+            let records = replay(&queue, &self.committed)?;
             let (sender, receiver) = mpsc::channel(OFFSETS_QUEUE_JOBS_MAX);
             let writer = writer::Writer::new(
                 index,
-                writer_count,
+                queue_count,
                 queue,
-                Arc::clone(&committed),
-                compact_records,
+                Arc::clone(&self.committed),
+                self.compact_records,
                 records,
             );
-            tasks.push(runtime.spawn(writer.run(receiver)));
-            writers.push(sender);
+            let mut writers = self.writers.lock();
+            if writers.stopped {
+                return Ok(());
+            }
+            if writers.by_queue.contains_key(&index) {
+                continue; // attached meanwhile (replaying again changed nothing)
+            }
+            self.tasks.lock().push(runtime.spawn(writer.run(receiver)));
+            writers.by_queue.insert(index, sender);
+            started += 1;
         }
+        self.writers.lock().queue_count = Some(queue_count);
         tracing::info!(
-            groups = committed.groups.read().len(),
-            queues = writer_count,
+            groups = self.committed.groups.read().len(),
+            queues = started,
+            of = queue_count,
             "loaded consumer offsets"
         );
-        Ok(OffsetStore {
-            committed,
-            writers: Mutex::new(writers),
-            writer_count,
-            tasks: Mutex::new(tasks),
-        })
+        Ok(())
     }
 
     pub fn committed(&self) -> &Committed {
@@ -216,7 +258,8 @@ impl OffsetStore {
     }
 
     /// Queues a write of `entries` for `group`, in the caller's order; the receiver answers
-    /// once it is durable (or why it was refused). `fence` must pass first.
+    /// once it is durable (or why it was refused). `fence` must pass first. The caller has
+    /// checked that this broker leads the group's offsets queue.
     pub fn submit(
         &self,
         group: &str,
@@ -224,9 +267,18 @@ impl OffsetStore {
         fence: Option<Fence>,
     ) -> Result<Acknowledgement, ServiceError> {
         let writers = self.writers.lock();
-        let writer = writers
-            .get(queue_of(group, self.writer_count))
-            .ok_or_else(error::shutting_down)?;
+        if writers.stopped {
+            return Err(error::shutting_down());
+        }
+        let queue = writers.queue_count.map(|count| queue_of(group, count));
+        let writer = queue
+            .and_then(|queue| writers.by_queue.get(&queue))
+            .ok_or_else(|| {
+                ServiceError::new(
+                    wire::ErrorCode::NotLeader,
+                    format!("this broker does not serve the offsets of group {group}"),
+                )
+            })?;
         let (reply, acknowledgement) = oneshot::channel();
         let job = WriteJob {
             group: group.to_owned(),
@@ -274,7 +326,11 @@ impl OffsetStore {
 
     /// Refuses further writes; the writers finish what is queued. Returns the tasks to await.
     pub fn stop(&self) -> Vec<JoinHandle<()>> {
-        self.writers.lock().clear();
+        {
+            let mut writers = self.writers.lock();
+            writers.stopped = true;
+            writers.by_queue.clear();
+        }
         std::mem::take(&mut *self.tasks.lock())
     }
 }
@@ -344,7 +400,7 @@ mod tests {
         // FNV-1a of "" is the offset basis; fixed values guard against a changed hash, which
         // would strand every group's earlier commits on another queue.
         assert_eq!(queue_of("", 1 << 31), 0x811c_9dc5 % (1 << 31));
-        assert_eq!(queue_of("a", usize::MAX), 0xe40c_292c);
+        assert_eq!(queue_of("a", u32::MAX as usize), 0xe40c_292c);
         for queues in 1..10 {
             assert!(queue_of("billing", queues) < queues);
         }

@@ -157,3 +157,5 @@ pub fn bodies(messages: &[ReceivedMessage]) -> Vec<String> {
         .map(|m| String::from_utf8_lossy(&m.body).into_owned())
         .collect()
 }
+
+pub mod cluster;

@@ -1,4 +1,5 @@
-//! `runnel broker`: run a broker on the embedded coordinator.
+//! `runnel broker`: run a broker, alone on the embedded coordinator or as one member of a
+//! cluster on etcd (`--etcd http://host:2379[,…] --cluster NAME --broker-id N`).
 //!
 //! Configuration comes from defaults, then `--config broker.toml` (the same keys as
 //! `semantics::BrokerConfig`, e.g. `listen = "0.0.0.0:10911"`), then flags, each overriding
@@ -8,6 +9,10 @@
 //! ```text
 //! runnel broker 0 listening on 127.0.0.1:10911, metrics on http://127.0.0.1:10912/metrics, data in ./data
 //! ```
+//!
+//! With etcd endpoints the broker connects an `EtcdCoordinator` instead of opening the
+//! embedded one; at shutdown, after the broker closed, it revokes its lease so the other
+//! brokers see it gone at once rather than after the lease's TTL.
 //!
 //! SIGINT or SIGTERM stops it cleanly: no new connections, in-flight requests answered, logs
 //! flushed and closed with their clean-shutdown markers. A second signal exits at once.
@@ -21,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use coordinator::EmbeddedCoordinator;
+use coordinator::{Coordinator, EmbeddedCoordinator, EtcdConfig, EtcdCoordinator, SystemClock};
 use semantics::{Broker, BrokerConfig};
 use wire::server::{Server, ServerConfig};
 
@@ -49,6 +54,13 @@ pub struct BrokerArgs {
     /// every-write (fsync before acknowledging; survives power loss), interval:DURATION.
     #[arg(long)]
     flush: Option<String>,
+    /// etcd endpoints of the cluster (comma-separated http://host:port); without them the
+    /// broker runs alone on the embedded coordinator.
+    #[arg(long, value_delimiter = ',', env = "RUNNEL_ETCD")]
+    etcd: Vec<String>,
+    /// The cluster's name in etcd [default: runnel].
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 /// The admin endpoint when neither the config file nor a flag names one.
@@ -90,6 +102,12 @@ fn load_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(admin) = &args.admin_listen {
         config.admin_listen = Some(admin.clone());
     }
+    if !args.etcd.is_empty() {
+        config.etcd = args.etcd.clone();
+    }
+    if let Some(cluster) = &args.cluster {
+        config.cluster = cluster.clone();
+    }
     if let Some(flush) = &args.flush {
         config.flush = flush
             .parse()
@@ -116,11 +134,14 @@ async fn serve(mut config: BrokerConfig) -> anyhow::Result<()> {
     if config.advertised_address.is_none() {
         config.advertised_address = Some(address.to_string());
     }
-    let coordinator = EmbeddedCoordinator::open(config.data_dir.join("meta"))
-        .context("opening the embedded coordinator")?;
-    let broker = Broker::open(config.clone(), Arc::new(coordinator))
-        .await
-        .context("opening the broker")?;
+    let coordinator = connect_coordinator(&config).await?;
+    let broker = match Broker::open(config.clone(), coordinator.shared()).await {
+        Ok(broker) => broker,
+        Err(error) => {
+            coordinator.shutdown().await;
+            return Err(anyhow::Error::new(error).context("opening the broker"));
+        }
+    };
 
     let mut stdout = std::io::stdout().lock();
     writeln!(
@@ -143,10 +164,57 @@ async fn serve(mut config: BrokerConfig) -> anyhow::Result<()> {
     let served = server.serve(Arc::clone(&broker), stop).await;
     tracing::info!("stopping: closing logs");
     let closed = broker.close().await;
+    coordinator.shutdown().await;
     metrics_task.abort();
     served.context("serving clients")?;
     closed.context("closing the broker")?;
     Ok(())
+}
+
+/// The coordinator the broker runs on, kept concrete so shutdown can leave the cluster.
+enum Running {
+    Embedded(Arc<EmbeddedCoordinator>),
+    Etcd(Arc<EtcdCoordinator>),
+}
+
+impl Running {
+    fn shared(&self) -> Arc<dyn Coordinator> {
+        match self {
+            Running::Embedded(c) => Arc::clone(c) as Arc<dyn Coordinator>,
+            Running::Etcd(c) => Arc::clone(c) as Arc<dyn Coordinator>,
+        }
+    }
+
+    /// Leaves the cluster: revokes the broker's etcd lease. Nothing to do when embedded.
+    async fn shutdown(&self) {
+        if let Running::Etcd(etcd) = self {
+            if let Err(error) = etcd.shutdown().await {
+                tracing::warn!(%error, "could not revoke the broker's etcd lease; it expires by itself");
+            }
+        }
+    }
+}
+
+async fn connect_coordinator(config: &BrokerConfig) -> anyhow::Result<Running> {
+    if !config.clustered() {
+        let meta = config.meta_dir();
+        let coordinator =
+            EmbeddedCoordinator::open(&meta).context("opening the embedded coordinator")?;
+        tracing::info!(meta = %meta.display(), "coordinator: embedded (single broker)");
+        return Ok(Running::Embedded(Arc::new(coordinator)));
+    }
+    let endpoints = config.etcd.join(",");
+    let etcd = EtcdConfig::new(config.etcd.clone(), config.cluster.clone());
+    let coordinator = EtcdCoordinator::connect(etcd, Arc::new(SystemClock))
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to etcd at {endpoints} (cluster {})",
+                config.cluster
+            )
+        })?;
+    tracing::info!(%endpoints, cluster = %config.cluster, "coordinator: etcd");
+    Ok(Running::Etcd(Arc::new(coordinator)))
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.

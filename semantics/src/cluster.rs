@@ -1,0 +1,180 @@
+//! Where things live when the broker is one member of a cluster: which broker a client should
+//! ask instead (`NotLeader` hints), and which broker serves a group's offsets.
+//!
+//! A group's committed offsets live in one queue of `__consumer_offsets` (see `offsets/`), and
+//! the broker that leads that queue serves the group's `CommitOffsets`, `FetchOffsets`,
+//! `ResetOffsets` and `DescribeGroup`; any other broker answers them `NotLeader`, naming the
+//! group's offsets broker (and its address when known). Membership (`Heartbeat`,
+//! `LeaveGroup`) is answered by every broker: the coordinator is shared.
+//!
+//! The offsets topic is created on first use in a cluster — by the first heartbeat, commit,
+//! fetch, reset or describe of any group — because a broker creating it at start-up, alone in
+//! the cluster so far, would place every offsets queue on itself. A concurrent creation on
+//! another broker (`TopicExists`) counts as success. Alone on the embedded coordinator the
+//! broker creates it at open (`broker.rs`), as it always did.
+//!
+//! Addresses in hints come from a cache of the coordinator's live brokers, refreshed whenever
+//! the broker reads them (routes, the periodic lag refresh, topic events): a hint is advice,
+//! the client's route refresh is the authority.
+
+use std::sync::Arc;
+
+use coordinator::{Coordinator, TopicSpec};
+use wire::{ErrorCode, ServiceError};
+
+use crate::broker::{Broker, LocalTopic};
+use crate::config::BrokerConfig;
+use crate::error::{self, Result};
+use crate::offsets::{queue_of, OFFSETS_TOPIC};
+use crate::queue::QueueHandle;
+
+/// Creates the consumer-offsets topic unless it exists; answers whether this call created it.
+pub(crate) async fn ensure_offsets_topic(
+    coordinator: &dyn Coordinator,
+    config: &BrokerConfig,
+) -> Result<bool> {
+    if coordinator.topic(OFFSETS_TOPIC).await?.is_some() {
+        return Ok(false);
+    }
+    let spec = TopicSpec {
+        name: OFFSETS_TOPIC.to_owned(),
+        queues: config.offsets_queues,
+        config: Default::default(),
+        internal: true,
+    };
+    match coordinator.create_topic(spec).await {
+        Ok(meta) => {
+            let leaders: Vec<u32> = meta.queues.iter().map(|q| q.leader).collect();
+            tracing::info!(
+                queues = meta.queues.len(),
+                ?leaders,
+                "created {OFFSETS_TOPIC}"
+            );
+            Ok(true)
+        }
+        Err(coordinator::Error::TopicExists(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Broker {
+    /// `broker N (at ADDRESS)`, the address when this broker knows it.
+    pub(crate) fn describe_broker(&self, id: u32) -> String {
+        match self.addresses.read().get(&id) {
+            Some(address) => format!("broker {id} (at {address})"),
+            None => format!("broker {id}"),
+        }
+    }
+
+    /// Reads the live brokers from the coordinator and refreshes the address cache.
+    pub(crate) async fn refresh_addresses(
+        &self,
+    ) -> Result<Vec<coordinator::BrokerInfo>, ServiceError> {
+        let brokers = self.coordinator.brokers().await.map_err(error::metadata)?;
+        *self.addresses.write() = brokers.iter().map(|b| (b.id, b.address.clone())).collect();
+        Ok(brokers)
+    }
+
+    /// A `NotLeader` refusal made again (`again`) after refreshing the broker addresses, so
+    /// its hint names the leader's address even if the leader joined after this broker last
+    /// looked. Other failures pass through.
+    pub(crate) async fn refreshed_refusal(
+        &self,
+        failure: ServiceError,
+        again: impl FnOnce(&Broker) -> Option<ServiceError>,
+    ) -> ServiceError {
+        if failure.code != ErrorCode::NotLeader || self.refresh_addresses().await.is_err() {
+            return failure;
+        }
+        again(self)
+            .filter(|f| f.code == ErrorCode::NotLeader)
+            .unwrap_or(failure)
+    }
+
+    /// The handle of a queue this broker leads, or why not (with a fresh leader hint).
+    pub(crate) async fn led_queue(
+        &self,
+        topic: &str,
+        queue: u32,
+    ) -> Result<Arc<QueueHandle>, ServiceError> {
+        match self.queue(topic, queue) {
+            Ok(handle) => Ok(handle),
+            Err(failure) => Err(self
+                .refreshed_refusal(failure, |b| b.queue(topic, queue).err())
+                .await),
+        }
+    }
+
+    /// The offsets topic as this broker serves it, creating it (in the coordinator) and
+    /// opening it (here) first if needed.
+    pub(crate) async fn offsets_topic(&self) -> Result<Arc<LocalTopic>, ServiceError> {
+        if let Some(local) = self.local_topic(OFFSETS_TOPIC) {
+            return Ok(local);
+        }
+        ensure_offsets_topic(self.coordinator.as_ref(), &self.config)
+            .await
+            .map_err(|e| match e {
+                crate::Error::Coordinator(e) => error::metadata(e),
+                other => ServiceError::new(ErrorCode::Unknown, other.to_string()),
+            })?;
+        // The coordinator event that opens it here may not have been handled yet.
+        self.adopt_topic(OFFSETS_TOPIC).await?;
+        let _ = self.refresh_addresses().await;
+        self.local_topic(OFFSETS_TOPIC).ok_or_else(|| {
+            if self.is_closing() {
+                error::shutting_down()
+            } else {
+                ServiceError::new(
+                    ErrorCode::Busy,
+                    format!("{OFFSETS_TOPIC} is being created; retry"),
+                )
+            }
+        })
+    }
+
+    /// Succeeds if this broker serves `group`'s offsets (creating the offsets topic first if
+    /// needed); `NotLeader` naming the broker that does otherwise.
+    pub(crate) async fn serve_group_offsets(&self, group: &str) -> Result<(), ServiceError> {
+        let local = self.offsets_topic().await?;
+        match self.group_offsets_here(&local, group) {
+            Ok(()) => Ok(()),
+            Err(failure) => Err(self
+                .refreshed_refusal(failure, |b| b.group_offsets_here(&local, group).err())
+                .await),
+        }
+    }
+
+    /// The same check on an opened offsets topic, without waiting: for the commit path,
+    /// which must queue synchronously.
+    pub(crate) fn group_offsets_here(
+        &self,
+        local: &LocalTopic,
+        group: &str,
+    ) -> Result<(), ServiceError> {
+        let queue = queue_of(group, local.queues.len());
+        match local.queues.get(queue) {
+            Some(Some(_)) => Ok(()),
+            _ => {
+                let leader = local.meta.queues.get(queue).map_or_else(
+                    || "another broker".to_owned(),
+                    |q| self.describe_broker(q.leader),
+                );
+                Err(ServiceError::new(
+                    ErrorCode::NotLeader,
+                    format!(
+                        "group {group}'s offsets are on {leader} ({OFFSETS_TOPIC}-{queue}); \
+                         broker {} does not serve them",
+                        self.config.broker_id
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Whether this broker serves `group`'s offsets, without creating anything (for the
+    /// periodic lag refresh).
+    pub(crate) fn serves_group_offsets(&self, group: &str) -> bool {
+        self.local_topic(OFFSETS_TOPIC)
+            .is_some_and(|local| self.group_offsets_here(&local, group).is_ok())
+    }
+}
