@@ -222,8 +222,9 @@ async fn a_new_controller_takes_over_and_survivors_keep_serving() {
     assert_eq!(report.lost_count, 0, "lost: {:?}", report.lost);
 
     wait::within("the producer to close", producer.close()).await;
-    for (consumer, client) in &consumers {
-        wait::within("a consumer to shut down", consumer.shutdown()).await;
+    // Closing the clients is enough (their commits to the dead offsets leader would only
+    // fail slowly).
+    for (_consumer, client) in &consumers {
         client.close();
     }
     producer_client.close();

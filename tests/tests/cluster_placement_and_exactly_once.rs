@@ -147,8 +147,10 @@ async fn three_brokers_split_twelve_queues_and_a_group_reads_each_message_once()
         "duplicate deliveries without a rebalance"
     );
 
-    for (consumer, client) in &consumers {
-        wait::within("a consumer to shut down", consumer.shutdown()).await;
+    // Closing the clients is enough: shutting consumers down one by one (each leave bumps
+    // the generation) costs the next one's revoked commits a wait for a generation its
+    // stopped heartbeat loop never brings.
+    for (_consumer, client) in &consumers {
         client.close();
     }
     producer_client.close();
