@@ -155,8 +155,10 @@ async fn brokers_serve_through_an_etcd_outage_and_heal_after_it() {
     assert_eq!(report.lost_count, 0, "lost: {:?}", report.lost);
 
     wait::within("the producer to close", producer.close()).await;
-    for (consumer, client) in consumers.iter().chain([&newcomer]) {
-        wait::within("a consumer to shut down", consumer.shutdown()).await;
+    // Closing the clients is enough: shutting consumers down one by one (each leave bumps
+    // the generation) costs the next one's revoked commits a wait for a generation its
+    // stopped heartbeat loop never brings.
+    for (_consumer, client) in consumers.iter().chain([&newcomer]) {
         client.close();
     }
     producer_client.close();
