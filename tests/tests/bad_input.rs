@@ -85,18 +85,7 @@ async fn the_largest_message_the_client_accepts_is_stored_intact() {
         .await
         .expect("the largest valid message is accepted");
 
-    let config = PullConsumerConfig {
-        consume_from: ConsumeFrom::First,
-        auto_commit_interval: None,
-        pull_wait: POLL_TIMEOUT,
-        ..PullConsumerConfig::new("")
-    };
-    let consumer = PullConsumer::new(&client, config).expect("pull consumer");
-    let queue = QueueRef {
-        topic: TARGET.to_owned(),
-        queue: receipt.queue,
-    };
-    consumer.assign(vec![queue]).await.expect("assign");
+    let consumer = assigned_consumer(&client, TARGET, receipt.queue).await;
     let received = wait::within("the largest message to come back", async {
         loop {
             let polled = consumer.poll(POLL_TIMEOUT).await.expect("poll");
@@ -327,18 +316,7 @@ impl Bystander {
         let consumer_client = Client::connect(client_config(address, "bystander-consumer"))
             .await
             .expect("connect the bystander's consumer");
-        let config = PullConsumerConfig {
-            consume_from: ConsumeFrom::First,
-            auto_commit_interval: None,
-            pull_wait: POLL_TIMEOUT,
-            ..PullConsumerConfig::new("")
-        };
-        let consumer = PullConsumer::new(&consumer_client, config).expect("pull consumer");
-        let queue = QueueRef {
-            topic: BYSTANDER.to_owned(),
-            queue: 0,
-        };
-        consumer.assign(vec![queue]).await.expect("assign");
+        let consumer = assigned_consumer(&consumer_client, BYSTANDER, 0).await;
         let mut bystander = Bystander {
             producer_client,
             producer,
@@ -376,6 +354,23 @@ impl Bystander {
         })
         .await;
     }
+}
+
+/// A pull consumer outside any group, assigned `topic`'s `queue` from its first offset.
+async fn assigned_consumer(client: &Client, topic: &str, queue: u32) -> PullConsumer {
+    let config = PullConsumerConfig {
+        consume_from: ConsumeFrom::First,
+        auto_commit_interval: None,
+        pull_wait: POLL_TIMEOUT,
+        ..PullConsumerConfig::new("")
+    };
+    let consumer = PullConsumer::new(client, config).expect("pull consumer");
+    let queue = QueueRef {
+        topic: topic.to_owned(),
+        queue,
+    };
+    consumer.assign(vec![queue]).await.expect("assign");
+    consumer
 }
 
 // ---- requests and frames ----

@@ -323,6 +323,15 @@ impl Drop for Unanswered {
         if !self.armed {
             return;
         }
+        if self.link.is_closed() {
+            // The connection went first (the peer left, or shutdown): nobody is waiting.
+            tracing::debug!(
+                connection = self.link.connection_id(),
+                correlation_id = self.correlation_id,
+                "a request was abandoned with its closed connection"
+            );
+            return;
+        }
         tracing::warn!(
             connection = self.link.connection_id(),
             correlation_id = self.correlation_id,
