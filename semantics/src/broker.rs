@@ -60,6 +60,8 @@ pub struct Broker {
     pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: OffsetStore,
     pub(crate) peers: Peers,
+    /// A client of the other brokers, made on first use (`remote.rs`).
+    pub(crate) remote: std::sync::OnceLock<wire::client::Client>,
     /// Bumped whenever a topic starts or stops being served here.
     topics_changed: watch::Sender<()>,
     /// Live brokers' addresses as last read from the coordinator, for `NotLeader` hints.
@@ -147,6 +149,7 @@ impl Broker {
             peers: Peers::default(),
             addresses: RwLock::new(addresses),
             topics_changed: watch::channel(()).0,
+            remote: std::sync::OnceLock::new(),
             closing: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             background: Mutex::new(Vec::new()),
@@ -186,6 +189,7 @@ impl Broker {
         for task in std::mem::take(&mut *self.background.lock()) {
             task.abort();
         }
+        self.close_remote();
         let topics = std::mem::take(&mut *self.topics.write());
         let mut writers: Vec<JoinHandle<()>> = topics
             .values()

@@ -509,18 +509,27 @@ impl Broker {
             let Some(local) = self.local_topic(&topic) else {
                 continue;
             };
-            for queue in local.queues.iter().flatten() {
-                let handle = &queue.handle;
-                let new = match request.to {
-                    OffsetSpec::Earliest => handle.log_start(),
-                    OffsetSpec::Latest => handle.readable_end(),
-                    OffsetSpec::Timestamp(at) => crate::pull::offset_for_time(handle, at).await?,
+            for (number, queue) in local.queues.iter().enumerate() {
+                let number = number as u32;
+                let new = match queue {
+                    Some(queue) => {
+                        let handle = &queue.handle;
+                        match request.to {
+                            OffsetSpec::Earliest => handle.log_start().0,
+                            OffsetSpec::Latest => handle.readable_end().0,
+                            OffsetSpec::Timestamp(at) => {
+                                crate::pull::offset_for_time(handle, at).await?.0
+                            }
+                        }
+                    }
+                    // Led by another broker (in a cluster): its leader knows its offsets.
+                    None => self.remote_offset(&topic, number, request.to).await?,
                 };
                 plan.push(OffsetResetEntry {
                     topic: topic.clone(),
-                    queue: handle.queue,
-                    current: committed.get(&group, &topic, handle.queue),
-                    new: new.0,
+                    queue: number,
+                    current: committed.get(&group, &topic, number),
+                    new,
                 });
             }
         }

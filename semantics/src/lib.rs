@@ -83,6 +83,7 @@ pub mod metrics;
 mod offsets;
 mod pull;
 mod queue;
+mod remote;
 mod send;
 mod service;
 mod topics;

@@ -46,6 +46,16 @@ async fn each_broker_serves_only_the_queues_it_leads() {
     let leaders: Vec<u32> = route.queues.iter().map(|q| q.leader).collect();
     assert!(leaders.contains(&1) && leaders.contains(&2), "{leaders:?}");
 
+    // Each broker has logs for exactly the queues it leads.
+    for queue in &route.queues {
+        for id in [1, 2] {
+            let log = dir
+                .path()
+                .join(format!("broker-{id}/logs/orders-{}", queue.queue));
+            assert_eq!(log.exists(), queue.leader == id, "{}", log.display());
+        }
+    }
+
     for queue in &route.queues {
         let (leader, other) = if queue.leader == 1 {
             (&a, &b)

@@ -15,6 +15,7 @@
 mod bench;
 mod broker_cmd;
 mod client_cmd;
+mod dev_cmd;
 mod log_cmd;
 mod output;
 mod shutdown;
@@ -42,8 +43,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a broker (embedded coordinator; data in ./data; clients on 127.0.0.1:10911).
+    /// Run a broker (embedded coordinator, or a cluster member with --etcd; data in ./data;
+    /// clients on 127.0.0.1:10911).
     Broker(broker_cmd::BrokerArgs),
+    /// The cluster: brokers, controller, queue placement.
+    Cluster(client_cmd::cluster::ClusterArgs),
+    /// Development helpers: a local cluster (etcd and N brokers) until Ctrl-C.
+    Dev(dev_cmd::DevArgs),
     /// Create, list, describe and delete topics.
     Topic(client_cmd::topic::TopicArgs),
     /// Send messages: stdin lines, or generated with --count/--size.
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Cluster(args) => client_cmd::cluster::run(args),
+        Command::Dev(args) => dev_cmd::run(args),
         Command::Topic(args) => client_cmd::topic::run(args),
         Command::Produce(args) => client_cmd::produce::run(args),
         Command::Consume(args) => client_cmd::consume::run(args),

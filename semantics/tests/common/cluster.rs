@@ -93,3 +93,43 @@ pub fn assert_not_leader(failure: &ServiceError, naming: &str) {
         failure.message
     );
 }
+
+/// A broker of the cluster that also serves clients (and other brokers) on a loopback port,
+/// as `runnel broker` does; `stop` ends the server.
+pub struct Served {
+    pub member: Member,
+    pub address: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    pub async fn close(self) {
+        let _ = self.stop.send(());
+        within(self.server)
+            .await
+            .expect("the server task")
+            .expect("serve");
+        self.member.close().await;
+    }
+}
+
+pub async fn join_served(mut config: BrokerConfig) -> Served {
+    let server = wire::server::Server::bind("127.0.0.1:0", Default::default())
+        .await
+        .expect("bind");
+    let address = server.local_addr().to_string();
+    config.listen = address.clone();
+    let member = join(config).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let broker = Arc::clone(&member.broker);
+    let server = tokio::spawn(server.serve(broker, async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        member,
+        address,
+        stop,
+        server,
+    }
+}

@@ -241,3 +241,47 @@ async fn shutdown_signal() {
         std::process::exit(1);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn config(args: &[&str]) -> BrokerConfig {
+        let cli = Cli::try_parse_from(std::iter::once("runnel").chain(args.iter().copied()))
+            .expect("valid flags");
+        load_config(&cli.broker).expect("a config")
+    }
+
+    #[test]
+    fn etcd_flags_make_a_cluster_member() {
+        let alone = config(&[]);
+        assert!(!alone.clustered());
+        assert_eq!(alone.cluster, "runnel");
+
+        let member = config(&[
+            "--etcd",
+            "http://10.0.0.1:2379,http://10.0.0.2:2379",
+            "--cluster",
+            "east",
+            "--broker-id",
+            "3",
+            "--listen",
+            "127.0.0.1:10915",
+        ]);
+        assert!(member.clustered());
+        assert_eq!(
+            member.etcd,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(member.cluster, "east");
+        assert_eq!(member.broker_id, 3);
+        assert_eq!(member.listen, "127.0.0.1:10915");
+    }
+}

@@ -1,7 +1,8 @@
-//! The client commands: `topic`, `produce`, `consume`, `group`. Each connects to a broker
+//! The client commands: `topic`, `produce`, `consume`, `group`, `cluster`. Each connects to a broker
 //! with the native client (`wire::client`), does one thing, prints a table (or JSON lines
 //! with `--json`) on stdout and diagnostics on stderr.
 
+pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
