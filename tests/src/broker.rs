@@ -17,6 +17,8 @@ pub struct BrokerProcess {
     child: Option<Child>,
     data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Prefixes its log lines in the test's output (`[broker 2] …`).
+    name: String,
     /// `host:port` the broker listens on; kept across restarts.
     pub address: String,
     /// `host:port` of the metrics endpoint.
@@ -27,10 +29,16 @@ impl BrokerProcess {
     /// Starts a broker on a free loopback port with its data in `data_dir`, plus `extra_args`
     /// (e.g. `["--flush", "every-write"]`), and waits until it listens.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> BrokerProcess {
+        BrokerProcess::start_named("broker", data_dir, extra_args)
+    }
+
+    /// `start`, with `name` prefixing the broker's log lines (several brokers in one test).
+    pub fn start_named(name: &str, data_dir: &Path, extra_args: &[&str]) -> BrokerProcess {
         let mut broker = BrokerProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            name: name.to_owned(),
             address: "127.0.0.1:0".to_owned(),
             admin_address: None,
         };
@@ -57,9 +65,10 @@ impl BrokerProcess {
         let stdout = child.stdout.take().expect("broker stdout");
         let stderr = child.stderr.take().expect("broker stderr");
         // Broker logs go to the test's stderr, prefixed, so a failure shows what it did.
+        let name = self.name.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[broker] {line}");
+                eprintln!("[{name}] {line}");
             }
         });
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -77,9 +86,13 @@ impl BrokerProcess {
                 Ok(line) => break line,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        panic!("broker exited before listening: {status}");
+                        panic!("{} exited before listening: {status}", self.name);
                     }
-                    assert!(Instant::now() < deadline, "broker did not start listening");
+                    assert!(
+                        Instant::now() < deadline,
+                        "{} did not start listening",
+                        self.name
+                    );
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => panic!("broker stdout closed"),
             }

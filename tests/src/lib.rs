@@ -6,6 +6,11 @@
 //! the harness binds port 0 and learns the port instead of guessing a free one.
 //!
 //! - `broker`: the broker process (start, SIGTERM, SIGKILL, restart, liveness, metrics).
+//! - `cluster`: etcd plus N brokers joined to it, with faults for each (kill, restart, etcd
+//!   outage) and the controller's identity.
+//! - `ledger`: what consumers received, by message number: lost, duplicates, intact bodies.
+//! - `member`: a consumer-group member as a child process (the `group_member` binary), so a
+//!   test can kill it as a crash would.
 //! - `cli`: running other `runnel` commands against it, with a deadline.
 //! - `payload`: message bodies derived from their message number, so integrity is checkable
 //!   without remembering what was sent.
@@ -14,6 +19,9 @@
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
+pub mod ledger;
+pub mod member;
 pub mod payload;
 pub mod wait;
 
