@@ -255,9 +255,18 @@ impl Group {
         }
         self.rebalance_due = false;
         self.generation += 1;
+        if let Some(first) = self.members.values().next() {
+            self.strategy = first.spec.strategy;
+        }
         for member in self.members.values_mut() {
             member.target.clear();
         }
+        // What members hold now, for strategies that keep queues where they are.
+        let holding: BTreeMap<String, Vec<QueueId>> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.owned.iter().cloned().collect()))
+            .collect();
         let subscribed: BTreeSet<String> = self
             .members
             .values()
@@ -275,7 +284,21 @@ impl Group {
                 .iter()
                 .map(|q| QueueId::new(topic.name.clone(), q.queue))
                 .collect();
-            for (id, split) in ids.iter().zip(assign(self.strategy, &ids, &queues)) {
+            let held: Vec<Vec<QueueId>> = ids
+                .iter()
+                .map(|id| {
+                    holding
+                        .get(id)
+                        .map(|qs| {
+                            qs.iter()
+                                .filter(|q| q.topic == topic.name)
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            for (id, split) in ids.iter().zip(assign(self.strategy, &ids, &queues, &held)) {
                 if let Some(member) = self.members.get_mut(id) {
                     member.target.extend(split);
                 }
@@ -429,6 +452,7 @@ mod tests {
             host: "h".into(),
             subscriptions: BTreeMap::from([("t".to_owned(), "*".to_owned())]),
             session_timeout: TIMEOUT,
+            strategy: Default::default(),
         }
     }
 
@@ -479,10 +503,12 @@ mod tests {
         };
         let mut g = Group::restore(record, t0);
         assert_eq!(g.generation(), 5);
+        assert_eq!(g.record().strategy, AssignmentStrategy::AveragelyByCircle);
         beat(&mut g, "a", None, t0);
         let record = g.record();
         assert_eq!(record.generation, 6);
-        assert_eq!(record.strategy, AssignmentStrategy::AveragelyByCircle);
+        // The rebalance takes the strategy its lowest member asks for (the default here).
+        assert_eq!(record.strategy, AssignmentStrategy::Averagely);
         let members: Vec<(&str, u64)> = record
             .members
             .iter()

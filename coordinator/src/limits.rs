@@ -129,6 +129,7 @@ mod tests {
             host: "127.0.0.1:5000".into(),
             subscriptions: BTreeMap::from([("orders".to_owned(), "*".to_owned())]),
             session_timeout: Duration::from_secs(10),
+            strategy: Default::default(),
         }
     }
 

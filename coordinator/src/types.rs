@@ -102,6 +102,9 @@ pub struct MemberSpec {
     /// Subscribed topic → tag expression.
     pub subscriptions: BTreeMap<String, String>,
     pub session_timeout: Duration,
+    /// The assignment strategy this member asks for. A group uses the one its lowest member
+    /// id asks for, chosen at every rebalance, so all brokers agree without a vote.
+    pub strategy: AssignmentStrategy,
 }
 
 /// What a heartbeat answers: the queues this member may consume now, in `generation`.
@@ -132,6 +135,12 @@ pub enum AssignmentStrategy {
     /// RocketMQ's `AllocateMessageQueueAveragelyByCircle`: queue j goes to member j % n, so
     /// neighbouring queues land on different members.
     AveragelyByCircle,
+    /// RocketMQ's `AllocateMessageQueueConsistentHash`: members and queues on a hash ring;
+    /// a membership change moves only the queues next to the member that came or went.
+    ConsistentHash,
+    /// Kafka's sticky assignor: as even as `Averagely`, moving the fewest queues from the
+    /// members holding them.
+    Sticky,
 }
 
 /// A group as the coordinator sees it.

@@ -15,14 +15,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use coordinator::{Coordinator, CoordinatorEvent, GroupMetadata, GroupPhase, MemberSpec, QueueId};
+use coordinator::{
+    AssignmentStrategy, Coordinator, CoordinatorEvent, GroupMetadata, GroupPhase, MemberSpec,
+    QueueId,
+};
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use wire::protocol::Response;
 use wire::protocol::{
     CommitOffsetsRequest, FetchOffsetsRequest, FetchOffsetsResponse, GroupDescription,
-    GroupQueueOffset, GroupState, GroupSummary, HeartbeatRequest, HeartbeatResponse,
+    GroupQueueOffset, GroupState, GroupStrategy, GroupSummary, HeartbeatRequest, HeartbeatResponse,
     LeaveGroupRequest, ListGroupsResponse, MemberDescription, NotifyAssignmentRequest,
     OffsetResetEntry, OffsetSpec, QueueOffset, QueueRef, ResetOffsetsRequest, ResetOffsetsResponse,
     Subscription, NAME_BYTES_MAX,
@@ -178,6 +181,12 @@ impl Broker {
             host: context.peer_addr.to_string(),
             subscriptions,
             session_timeout: Duration::from_millis(u64::from(request.session_timeout_ms)),
+            strategy: match request.strategy {
+                GroupStrategy::Averagely => AssignmentStrategy::Averagely,
+                GroupStrategy::AveragelyByCircle => AssignmentStrategy::AveragelyByCircle,
+                GroupStrategy::ConsistentHash => AssignmentStrategy::ConsistentHash,
+                GroupStrategy::Sticky => AssignmentStrategy::Sticky,
+            },
         };
         // A group's first heartbeat creates the offsets topic in a cluster (see `cluster.rs`);
         // membership does not depend on it, so a failure here only delays the creation.

@@ -44,6 +44,7 @@ fn heartbeat(group: &str, member: &str, generation: Option<u64>) -> HeartbeatReq
             expression: "*".into(),
         }],
         session_timeout_ms: 30_000,
+        strategy: Default::default(),
     }
 }
 

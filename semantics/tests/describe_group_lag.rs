@@ -29,6 +29,7 @@ async fn a_group_description_shows_members_and_lag() {
                 expression: "TagA || TagB".into(),
             }],
             session_timeout_ms: 30_000,
+            strategy: Default::default(),
         },
     )
     .await

@@ -18,6 +18,7 @@ fn heartbeat(member: &str, generation: Option<u64>) -> HeartbeatRequest {
             expression: "*".into(),
         }],
         session_timeout_ms: 10_000,
+        strategy: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn heartbeat(member: &str, generation: Option<u64>) -> HeartbeatRequest {
             expression: "*".into(),
         }],
         session_timeout_ms: 30_000,
+        strategy: Default::default(),
     }
 }
 

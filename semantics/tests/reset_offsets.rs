@@ -122,6 +122,7 @@ async fn dry_runs_plan_and_executions_apply() {
             generation: None,
             subscriptions: Vec::new(),
             session_timeout_ms: 30_000,
+            strategy: Default::default(),
         },
     )
     .await

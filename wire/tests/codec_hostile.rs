@@ -130,6 +130,7 @@ fn sample_requests() -> Vec<Bytes> {
                 expression: "*".into(),
             }],
             session_timeout_ms: 10_000,
+            strategy: Default::default(),
         }),
         Request::CommitOffsets(CommitOffsetsRequest {
             group: "g".into(),

@@ -108,17 +108,26 @@ fn request() -> impl Strategy<Value = Request> {
         })),
         name().prop_map(|name| Request::DescribeTopic(DescribeTopicRequest { name })),
         name().prop_map(|topic| Request::QueryRoute(QueryRouteRequest { topic })),
-        (name(), name(), offset(), list(subscription()), any::<u32>()).prop_map(
-            |(group, member_id, generation, subscriptions, session_timeout_ms)| {
-                Request::Heartbeat(HeartbeatRequest {
-                    group,
-                    member_id,
-                    generation,
-                    subscriptions,
-                    session_timeout_ms,
-                })
-            }
-        ),
+        (
+            name(),
+            name(),
+            offset(),
+            list(subscription()),
+            any::<u32>(),
+            proptest::sample::select(GroupStrategy::ALL.to_vec()),
+        )
+            .prop_map(
+                |(group, member_id, generation, subscriptions, session_timeout_ms, strategy)| {
+                    Request::Heartbeat(HeartbeatRequest {
+                        group,
+                        member_id,
+                        generation,
+                        subscriptions,
+                        session_timeout_ms,
+                        strategy,
+                    })
+                }
+            ),
         (name(), name()).prop_map(|(group, member_id)| Request::LeaveGroup(LeaveGroupRequest {
             group,
             member_id

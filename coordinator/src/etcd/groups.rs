@@ -36,6 +36,9 @@ pub struct MemberRecord {
     pub session_timeout_ms: u64,
     /// The generation the member last said it consumes in.
     pub confirmed: Option<u64>,
+    /// The strategy the member asks for (absent in records of earlier releases).
+    #[serde(default)]
+    pub strategy: AssignmentStrategy,
 }
 
 impl MemberRecord {
@@ -46,6 +49,7 @@ impl MemberRecord {
             subscriptions: spec.subscriptions.clone(),
             session_timeout_ms: u64::try_from(spec.session_timeout.as_millis()).unwrap_or(u64::MAX),
             confirmed,
+            strategy: spec.strategy,
         }
     }
 
@@ -56,6 +60,7 @@ impl MemberRecord {
             host: self.host.clone(),
             subscriptions: self.subscriptions.clone(),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
+            strategy: self.strategy,
         }
     }
 }
@@ -251,6 +256,7 @@ mod tests {
             subscriptions: BTreeMap::from([("t".to_owned(), "*".to_owned())]),
             session_timeout_ms: 10_000,
             confirmed,
+            strategy: AssignmentStrategy::Sticky,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coordinator::{CoordinatorEvent, Error, GroupPhase, QueueId};
+use coordinator::{AssignmentStrategy, CoordinatorEvent, Error, GroupPhase, QueueId};
 
 use super::*;
 
@@ -157,6 +157,35 @@ pub async fn a_grant_within_a_generation_is_announced_to_its_member<H: Harness>(
         b2.queues,
         vec![QueueId::new("orders", 2), QueueId::new("orders", 3)]
     );
+}
+
+pub async fn the_lowest_member_id_chooses_the_strategy<H: Harness>(harness: &H) {
+    let c = with_topics(harness, &[("orders", 6)]).await;
+    let mut b = member("b", &["orders"]);
+    b.strategy = AssignmentStrategy::AveragelyByCircle;
+    heartbeat(&*c, "g", &b, None).await;
+    assert_eq!(
+        describe(&*c, "g").await.strategy,
+        AssignmentStrategy::AveragelyByCircle
+    );
+    // "a" sorts first: from the rebalance its join starts, the group splits queues its way.
+    let mut a = member("a", &["orders"]);
+    a.strategy = AssignmentStrategy::Sticky;
+    let joined = heartbeat(&*c, "g", &a, None).await;
+    let group = describe(&*c, "g").await;
+    assert_eq!(group.generation, joined.generation);
+    assert_eq!(group.strategy, AssignmentStrategy::Sticky);
+    // Sticky leaves b the three queues it had first (0-2 of its six), a takes 3-5.
+    let target = |id: &str| {
+        group
+            .members
+            .iter()
+            .find(|m| m.spec.member_id == id)
+            .map(|m| m.target.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(target("b"), queues("orders", 3));
+    assert_eq!(target("a").len(), 3);
 }
 
 pub async fn a_silent_member_expires_and_its_queues_move<H: Harness>(harness: &H) {

@@ -85,6 +85,7 @@ macro_rules! conformance_group_tests {
             joins_and_leaves_bump_the_generation,
             queues_move_only_after_their_owner_confirms,
             a_grant_within_a_generation_is_announced_to_its_member,
+            the_lowest_member_id_chooses_the_strategy,
             a_silent_member_expires_and_its_queues_move,
             check_generation_fences_stale_and_unknown_members,
             a_subscription_change_rebalances,
@@ -139,6 +140,7 @@ pub fn member(id: &str, topics: &[&str]) -> MemberSpec {
             .map(|t| ((*t).to_owned(), "*".to_owned()))
             .collect(),
         session_timeout: SESSION,
+        strategy: Default::default(),
     }
 }
 

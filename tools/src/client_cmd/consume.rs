@@ -17,6 +17,7 @@ use base64::Engine;
 use clap::Args;
 use serde::Serialize;
 use wire::client::{Admin, ConsumeFrom, PullConsumer, PullConsumerConfig, TagFilter};
+use wire::protocol::GroupStrategy;
 use wire::protocol::QueueRef;
 use wire::ReceivedMessage;
 
@@ -41,6 +42,11 @@ pub struct ConsumeArgs {
     /// Tag expression: '*' or 'TagA || TagB'.
     #[arg(long = "tags", short = 't', default_value = "*")]
     tags: String,
+    /// How the group's queues are split among its members: averagely,
+    /// averagely-by-circle, consistent-hash or sticky (the group uses the choice of its
+    /// lowest member id).
+    #[arg(long, default_value = "averagely")]
+    strategy: GroupStrategy,
     /// Exit after this many messages.
     #[arg(long, short = 'n')]
     count: Option<u64>,
@@ -68,6 +74,7 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let client = args.connect.client("runnel-consume").await?;
     let mut config = PullConsumerConfig::new(args.group.clone().unwrap_or_default());
     config.consume_from = from;
+    config.strategy = args.strategy;
     config.pull_wait = Duration::from_secs(1);
     let consumer = PullConsumer::new(&client, config)?;
     if args.group.is_some() {

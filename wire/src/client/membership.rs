@@ -31,8 +31,8 @@ use super::retry::Backoff;
 use super::tag_filter::TagFilter;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{
-    CommitOffsetsRequest, HeartbeatRequest, LeaveGroupRequest, OffsetCommit, QueueRef,
-    Subscription, NAME_BYTES_MAX,
+    CommitOffsetsRequest, GroupStrategy, HeartbeatRequest, LeaveGroupRequest, OffsetCommit,
+    QueueRef, Subscription, NAME_BYTES_MAX,
 };
 
 /// The shortest session timeout a consumer accepts.
@@ -128,6 +128,7 @@ pub(crate) struct MembershipConfig {
     pub(crate) session_timeout: Duration,
     /// `None`: the consumer commits on its own (manual commits).
     pub(crate) commit_interval: Option<Duration>,
+    pub(crate) strategy: GroupStrategy,
 }
 
 /// The membership task's state; see the module docs.
@@ -365,6 +366,7 @@ impl<W: QueueWorkers> Membership<W> {
             subscriptions: self.config.subscriptions.clone(),
             session_timeout_ms: u32::try_from(self.config.session_timeout.as_millis())
                 .unwrap_or(u32::MAX),
+            strategy: self.config.strategy,
         }
     }
 }

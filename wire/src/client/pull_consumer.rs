@@ -46,7 +46,8 @@ use super::tag_filter::TagFilter;
 use crate::error::{Error, Result};
 use crate::message::ReceivedMessage;
 use crate::protocol::{
-    CommitOffsetsRequest, OffsetCommit, QueueRef, NAME_BYTES_MAX, PULL_BYTES_MAX, PULL_WAIT_MS_MAX,
+    CommitOffsetsRequest, GroupStrategy, OffsetCommit, QueueRef, NAME_BYTES_MAX, PULL_BYTES_MAX,
+    PULL_WAIT_MS_MAX,
 };
 
 /// How a pull consumer fetches and commits; see the module docs.
@@ -56,6 +57,9 @@ pub struct PullConsumerConfig {
     pub group: String,
     pub consume_from: ConsumeFrom,
     pub session_timeout: Duration,
+    /// How the group's queues are split; the group uses the strategy of its lowest member
+    /// id. `Sticky` moves the fewest queues on a membership change.
+    pub strategy: GroupStrategy,
     pub pull_batch_bytes: u32,
     pub pull_wait: Duration,
     /// `None`: commit only through `commit`.
@@ -70,6 +74,7 @@ impl Default for PullConsumerConfig {
             group: String::new(),
             consume_from: ConsumeFrom::Last,
             session_timeout: Duration::from_secs(10),
+            strategy: GroupStrategy::default(),
             pull_batch_bytes: 1 << 20,
             pull_wait: Duration::from_secs(15),
             auto_commit_interval: Some(Duration::from_secs(5)),
@@ -376,6 +381,7 @@ impl PullConsumer {
         let config = MembershipConfig {
             subscriptions: announced,
             session_timeout: inner.config.session_timeout,
+            strategy: inner.config.strategy,
             commit_interval: None, // `poll` commits, after the application processed
         };
         let mut membership = Membership::new(inner.client.clone(), handle.clone(), config, workers);

@@ -37,7 +37,7 @@ use super::membership::{
 use super::push_worker::{self, ConsumeResult, Listener, Position, PushContext};
 use crate::error::{Error, Result};
 use crate::message::ReceivedMessage;
-use crate::protocol::{QueueRef, Subscription, PULL_BYTES_MAX, PULL_WAIT_MS_MAX};
+use crate::protocol::{GroupStrategy, QueueRef, Subscription, PULL_BYTES_MAX, PULL_WAIT_MS_MAX};
 
 /// The most messages one listener call may be given.
 pub const CONSUME_BATCH_SIZE_MAX: usize = 1024;
@@ -52,6 +52,9 @@ pub struct PushConsumerConfig {
     pub consume_from: ConsumeFrom,
     /// The broker drops a member it has not heard from for this long.
     pub session_timeout: Duration,
+    /// How the group's queues are split; the group uses the strategy of its lowest member
+    /// id. `Sticky` moves the fewest queues on a membership change.
+    pub strategy: GroupStrategy,
     /// The most batch bytes one pull asks for.
     pub pull_batch_bytes: u32,
     /// How long the broker holds a pull that finds nothing (RocketMQ's 15 s long poll).
@@ -72,6 +75,7 @@ impl Default for PushConsumerConfig {
             subscriptions: Vec::new(),
             consume_from: ConsumeFrom::Last,
             session_timeout: Duration::from_secs(10),
+            strategy: GroupStrategy::default(),
             pull_batch_bytes: 1 << 20,
             pull_wait: Duration::from_secs(15),
             auto_commit_interval: Duration::from_secs(1),
@@ -143,6 +147,7 @@ struct PushInner {
     subscriptions: Vec<Subscription>,
     member_id: String,
     session_timeout: Duration,
+    strategy: GroupStrategy,
     auto_commit_interval: Duration,
     state: tokio::sync::Mutex<State>,
 }
@@ -209,6 +214,7 @@ impl PushConsumer {
                 subscriptions,
                 member_id: new_member_id(&client.config().client_id),
                 session_timeout: config.session_timeout,
+                strategy: config.strategy,
                 auto_commit_interval: config.auto_commit_interval,
                 state: tokio::sync::Mutex::new(State::Created),
             }),
@@ -234,6 +240,7 @@ impl PushConsumer {
             subscriptions: inner.subscriptions.clone(),
             session_timeout: inner.session_timeout,
             commit_interval: Some(inner.auto_commit_interval),
+            strategy: inner.strategy,
         };
         let workers = PushWorkers {
             context: inner.context.clone(),

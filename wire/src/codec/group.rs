@@ -8,7 +8,7 @@ use super::writer::Writer;
 use crate::error::{DecodeError, Result};
 use crate::protocol::{
     CommitOffsetsRequest, DescribeGroupRequest, FetchOffsetsRequest, FetchOffsetsResponse,
-    GroupDescription, GroupQueueOffset, GroupState, GroupSummary, HeartbeatRequest,
+    GroupDescription, GroupQueueOffset, GroupState, GroupStrategy, GroupSummary, HeartbeatRequest,
     HeartbeatResponse, LeaveGroupRequest, ListGroupsRequest, ListGroupsResponse, MemberDescription,
     OffsetCommit, OffsetResetEntry, OffsetSpec, QueueOffset, QueueRef, ResetOffsetsRequest,
     ResetOffsetsResponse, Subscription,
@@ -49,13 +49,14 @@ impl Body for Subscription {
 }
 
 impl Body for HeartbeatRequest {
-    const BYTES_MIN: usize = 2 + 2 + 8 + 4 + 4;
+    const BYTES_MIN: usize = 2 + 2 + 8 + 4 + 4 + 1;
     fn encode(&self, w: &mut Writer) -> Result<()> {
         w.name("HeartbeatRequest.group", &self.group)?;
         w.name("HeartbeatRequest.member_id", &self.member_id)?;
         w.option_u64("HeartbeatRequest.generation", self.generation)?;
         encode_list(w, "HeartbeatRequest.subscriptions", &self.subscriptions)?;
         w.u32(self.session_timeout_ms);
+        w.u8(self.strategy as u8);
         Ok(())
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -65,6 +66,13 @@ impl Body for HeartbeatRequest {
             generation: r.option_u64("HeartbeatRequest.generation")?,
             subscriptions: decode_list(r, "HeartbeatRequest.subscriptions")?,
             session_timeout_ms: r.u32("HeartbeatRequest.session_timeout_ms")?,
+            strategy: {
+                let value = r.u8("HeartbeatRequest.strategy")?;
+                GroupStrategy::from_u8(value).ok_or(DecodeError::InvalidValue {
+                    field: "HeartbeatRequest.strategy",
+                    value: i64::from(value),
+                })?
+            },
         })
     }
 }

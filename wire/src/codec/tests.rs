@@ -137,6 +137,7 @@ fn bytes_min_is_the_smallest_encoding_of_every_body() {
         generation: None,
         subscriptions: vec![],
         session_timeout_ms: 0,
+        strategy: Default::default(),
     });
     assert_min(HeartbeatResponse {
         generation: 0,

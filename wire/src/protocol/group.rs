@@ -52,6 +52,59 @@ pub struct HeartbeatRequest {
     pub subscriptions: Vec<Subscription>,
     /// The member is removed when no heartbeat arrives for this long.
     pub session_timeout_ms: u32,
+    /// How the member would have the group's queues split; the group uses the one its
+    /// lowest member id asks for, from the next rebalance.
+    pub strategy: GroupStrategy,
+}
+
+/// How a group's queues are split among its members (byte on the wire).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GroupStrategy {
+    /// RocketMQ's default: contiguous blocks of the sorted queues.
+    #[default]
+    Averagely = 0,
+    /// Queue j to member j mod n.
+    AveragelyByCircle = 1,
+    /// A hash ring: a membership change moves only the queues next to that member.
+    ConsistentHash = 2,
+    /// As even as `Averagely`, moving the fewest queues.
+    Sticky = 3,
+}
+
+impl GroupStrategy {
+    pub const ALL: [GroupStrategy; 4] = [
+        GroupStrategy::Averagely,
+        GroupStrategy::AveragelyByCircle,
+        GroupStrategy::ConsistentHash,
+        GroupStrategy::Sticky,
+    ];
+
+    pub fn from_u8(value: u8) -> Option<GroupStrategy> {
+        GroupStrategy::ALL.into_iter().find(|s| *s as u8 == value)
+    }
+
+    /// The name the command line and group descriptions use.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupStrategy::Averagely => "averagely",
+            GroupStrategy::AveragelyByCircle => "averagely-by-circle",
+            GroupStrategy::ConsistentHash => "consistent-hash",
+            GroupStrategy::Sticky => "sticky",
+        }
+    }
+}
+
+impl std::str::FromStr for GroupStrategy {
+    type Err = String;
+    fn from_str(text: &str) -> Result<GroupStrategy, String> {
+        GroupStrategy::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = GroupStrategy::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown strategy {text:?}; one of {}", names.join(", "))
+            })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
