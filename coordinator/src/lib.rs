@@ -98,6 +98,12 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// The coordinator's kind, the cluster's name and its controller.
     async fn cluster_info(&self) -> Result<ClusterInfo>;
 
+    /// Whether the metadata store is reachable now (for a cluster: the watch on etcd is
+    /// established). While it is not, reads answer from what was last seen.
+    fn is_connected(&self) -> bool {
+        true
+    }
+
     /// Changes as they happen. A receiver that lags loses the oldest events (and learns so).
     fn events(&self) -> tokio::sync::broadcast::Receiver<CoordinatorEvent>;
 }

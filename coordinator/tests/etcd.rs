@@ -334,6 +334,7 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
         .await
         .expect("create");
     let lease = a.broker_lease().expect("lease");
+    assert!(a.is_connected(), "a's watch serves its own writes");
 
     etcd.server.stop().await;
     let clock = etcd.clock.clone();
@@ -371,6 +372,7 @@ async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
         |e| matches!(e, CoordinatorEvent::TopicCreated { topic } if topic == "later"),
     )
     .await;
+    assert!(a.is_connected(), "a heard b through a re-established watch");
     once_available("a create after the restart", || {
         a.create_topic(topic_spec("audit", 1))
     })

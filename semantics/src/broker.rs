@@ -164,6 +164,9 @@ impl Broker {
                     Arc::downgrade(&broker),
                     broker.config.group_lag_interval,
                 )),
+            broker
+                .runtime
+                .spawn(watch_coordinator(Arc::downgrade(&broker))),
         ];
         *broker.background.lock() = tasks;
         broker.warn_about_orphan_logs();
@@ -533,4 +536,32 @@ async fn blocking<T: Send + 'static>(
             op,
             reason: e.to_string(),
         })?
+}
+
+/// How often the broker looks at whether its coordinator reaches the metadata store.
+const COORDINATOR_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes `runnel_coordinator_connected` and logs each change: while etcd is unreachable
+/// the broker keeps serving the queues it leads from what it last saw, and says so.
+async fn watch_coordinator(broker: Weak<Broker>) {
+    let mut ticks = tokio::time::interval(COORDINATOR_CHECK_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = None;
+    loop {
+        ticks.tick().await;
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        let connected = broker.coordinator.is_connected();
+        crate::metrics::coordinator_connected(connected);
+        match (last, connected) {
+            (Some(true), false) => tracing::warn!(
+                "the metadata store is unreachable; serving the queues this broker leads from \
+                 the metadata last seen"
+            ),
+            (Some(false), true) => tracing::info!("the metadata store is reachable again"),
+            _ => {}
+        }
+        last = Some(connected);
+    }
 }

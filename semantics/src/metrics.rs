@@ -10,6 +10,7 @@
 //! | `runnel_request_duration_seconds` | histogram | api | from dispatch to answer, long-poll waits included |
 //! | `runnel_group_lag` | gauge | group, topic | messages between the group's committed offsets and the log ends |
 //! | `runnel_long_polls_waiting` | gauge | — | pulls waiting for an append now |
+//! | `runnel_coordinator_connected` | gauge | — | 1 while the metadata store (etcd) is reachable, 0 while the broker serves from what it last saw |
 
 use log_core::batch::BatchHeader;
 use log_core::Offset;
@@ -23,6 +24,7 @@ pub const BYTES_OUT: &str = "runnel_bytes_out_total";
 pub const REQUEST_DURATION: &str = "runnel_request_duration_seconds";
 pub const GROUP_LAG: &str = "runnel_group_lag";
 pub const LONG_POLLS_WAITING: &str = "runnel_long_polls_waiting";
+pub const COORDINATOR_CONNECTED: &str = "runnel_coordinator_connected";
 
 /// Registers each metric's help text with the installed recorder (if any).
 pub fn describe() {
@@ -43,6 +45,15 @@ pub fn describe() {
         "Messages between a group's committed offsets and the log ends, by topic."
     );
     metrics::describe_gauge!(LONG_POLLS_WAITING, "Pulls waiting for an append.");
+    metrics::describe_gauge!(
+        COORDINATOR_CONNECTED,
+        "1 while the metadata store (etcd) is reachable, 0 while it is not."
+    );
+}
+
+/// Publishes whether the coordinator's metadata store is reachable.
+pub fn coordinator_connected(connected: bool) {
+    gauge!(COORDINATOR_CONNECTED).set(if connected { 1.0 } else { 0.0 });
 }
 
 /// The `api` label of an API.

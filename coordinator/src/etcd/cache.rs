@@ -333,9 +333,22 @@ pub struct Cache {
     snapshot: Mutex<Snapshot>,
     revision: watch::Sender<i64>,
     events: broadcast::Sender<CoordinatorEvent>,
+    /// Whether the watch that keeps this cache current is established.
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl Cache {
+    /// Records whether the watch is established; answers whether that changed.
+    pub fn set_connected(&self, connected: bool) -> bool {
+        self.connected
+            .swap(connected, std::sync::atomic::Ordering::AcqRel)
+            != connected
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn new(keys: Keys, events_capacity: usize) -> Cache {
         let (events, _) = broadcast::channel(events_capacity);
         Cache {
@@ -343,6 +356,7 @@ impl Cache {
             snapshot: Mutex::new(Snapshot::default()),
             revision: watch::channel(0).0,
             events,
+            connected: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

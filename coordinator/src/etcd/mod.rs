@@ -527,6 +527,10 @@ impl Coordinator for EtcdCoordinator {
         })
     }
 
+    fn is_connected(&self) -> bool {
+        self.shared.cache.is_connected()
+    }
+
     fn events(&self) -> broadcast::Receiver<CoordinatorEvent> {
         self.shared.cache.events()
     }

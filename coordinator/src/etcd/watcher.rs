@@ -19,6 +19,7 @@ pub async fn run(shared: Arc<Shared>) {
     let timeout = shared.config.request_timeout;
     loop {
         let error = sync(&shared.client, &shared.cache, timeout, &mut backoff).await;
+        shared.cache.set_connected(false);
         let pause = backoff.next();
         tracing::warn!(%error, ?pause, "the coordinator's watch on etcd broke; re-reading after a pause");
         tokio::time::sleep(pause).await;
@@ -76,6 +77,9 @@ async fn sync_fallible(
     )
     .await?;
     backoff.reset();
+    if cache.set_connected(true) {
+        tracing::info!("the coordinator's watch on etcd is established");
+    }
     loop {
         let Some(response) = stream
             .message()
