@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use wire::client::{Client, ConsumeResult, PushConsumer, PushConsumerConfig};
 use wire::ReceivedMessage;
 
 use crate::payload::{self, NUMBER_PROPERTY};
@@ -199,4 +200,22 @@ async fn await_receipt(number: usize, handle: wire::client::SendHandle) -> (usiz
         .await
         .unwrap_or_else(|e| panic!("sending message {number} failed: {e}"));
     (number, receipt.queue, receipt.offset)
+}
+
+/// Starts a push consumer on `client` with `config` whose listener records every delivery in
+/// `ledger` and answers success; returns once it has joined its group.
+pub async fn start_recording(
+    client: &Client,
+    config: PushConsumerConfig,
+    ledger: std::sync::Arc<Ledger>,
+) -> PushConsumer {
+    let consumer = PushConsumer::new(client, config, move |messages| {
+        ledger.record(messages);
+        ConsumeResult::Success
+    })
+    .expect("create a push consumer");
+    crate::wait::within("a consumer to join", consumer.start())
+        .await
+        .expect("start a push consumer");
+    consumer
 }

@@ -23,11 +23,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tests::cluster::Cluster;
-use tests::ledger::{self, Ledger};
+use tests::ledger::{self, start_recording, Ledger};
 use tests::wait::{self, REQUEST_TIMEOUT};
 use wire::client::{
-    Admin, Client, ConsumeFrom, ConsumeResult, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig,
+    Admin, Client, ConsumeFrom, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
 };
 
 const BROKERS: usize = 3;
@@ -170,14 +169,6 @@ async fn start_consumer(
             .subscribe(TOPIC, "*")
             .consume_from(ConsumeFrom::First)
     };
-    let ledger = ledger.clone();
-    let consumer = PushConsumer::new(&client, config, move |messages| {
-        ledger.record(messages);
-        ConsumeResult::Success
-    })
-    .expect("create a push consumer");
-    wait::within("a consumer to join", consumer.start())
-        .await
-        .expect("start a push consumer");
+    let consumer = start_recording(&client, config, ledger.clone()).await;
     (consumer, client)
 }

@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use coordinator::etcd::BROKER_LEASE_TTL_DEFAULT;
 use tests::cluster::Cluster;
-use tests::ledger::Ledger;
+use tests::ledger::{start_recording, Ledger};
 use tests::wait::{self, REQUEST_TIMEOUT};
 use wire::client::{
-    Admin, Client, ConsumeFrom, ConsumeResult, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, QueueSelector,
+    Admin, Client, ConsumeFrom, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
+    QueueSelector,
 };
 
 const BROKERS: usize = 3;
@@ -321,15 +321,7 @@ async fn start_consumer(
             .subscribe(TOPIC, "*")
             .consume_from(ConsumeFrom::First)
     };
-    let ledger = ledger.clone();
-    let consumer = PushConsumer::new(&client, config, move |messages| {
-        ledger.record(messages);
-        ConsumeResult::Success
-    })
-    .expect("create a push consumer");
-    wait::within("a consumer to join", consumer.start())
-        .await
-        .expect("start a push consumer");
+    let consumer = start_recording(&client, config, ledger.clone()).await;
     (consumer, client)
 }
 
