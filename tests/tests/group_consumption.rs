@@ -19,21 +19,21 @@
 //! to confirm the premise: every queue stores batches of all three codecs.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log_core::batch::split_batches;
 use log_core::{Offset, PartitionLog};
 use tests::broker::BrokerProcess;
+use tests::ledger::{start_recording, Ledger};
 use tests::payload::{self, NUMBER_PROPERTY};
 use tests::wait::{self, client_config, REQUEST_TIMEOUT};
 use wire::client::{
-    Admin, Client, Compression, ConsumeFrom, ConsumeResult, Producer, ProducerConfig, PushConsumer,
+    Admin, Client, Compression, ConsumeFrom, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, SendReceipt,
 };
 use wire::protocol::GroupState;
-use wire::{Message, ReceivedMessage};
+use wire::Message;
 
 const TOPIC: &str = "firehose";
 const GROUP: &str = "firehose-readers";
@@ -50,8 +50,6 @@ const RECEIPTS_IN_FLIGHT_MAX: usize = 2048;
 const CONSUME_BATCH_SIZE: usize = 32;
 /// Bytes per read when the logs are read back.
 const READ_BYTES_MAX: usize = 16 << 20;
-/// Problems kept for the failure message; more are counted, not kept.
-const PROBLEMS_KEPT_MAX: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_of_three_consumes_every_message_exactly_once_and_intact() {
@@ -73,7 +71,7 @@ async fn a_group_of_three_consumes_every_message_exactly_once_and_intact() {
         SIZE_SEED,
     ));
     let total_bytes: usize = sizes.iter().sum();
-    let ledger = Arc::new(Ledger::new(sizes.clone()));
+    let ledger = Arc::new(Ledger::new(sizes.to_vec()));
     let mut consumers = Vec::new();
     for index in 0..CONSUMERS {
         consumers.push(start_consumer(&broker.address, index, ledger.clone()).await);
@@ -113,15 +111,7 @@ async fn a_group_of_three_consumes_every_message_exactly_once_and_intact() {
     );
 
     wait::until("every message to be delivered", || async {
-        let delivered = ledger.distinct.load(Ordering::Acquire);
-        if delivered == MESSAGES {
-            Ok(())
-        } else {
-            Err(format!(
-                "{delivered} of {MESSAGES} delivered; problems: {:?}",
-                ledger.problems()
-            ))
-        }
+        ledger.delivered_all(0..MESSAGES)
     })
     .await;
     eprintln!(
@@ -148,17 +138,24 @@ async fn a_group_of_three_consumes_every_message_exactly_once_and_intact() {
         "the group rebalanced during consumption; exactly once is not promised then"
     );
 
-    let problems = ledger.problems();
-    assert!(problems.is_empty(), "bad deliveries: {problems:?}");
-    let placements = ledger.placements.lock().expect("placements lock").clone();
-    for number in 0..MESSAGES {
-        let count = ledger.counts[number].load(Ordering::Acquire);
-        assert_eq!(count, 1, "message {number} was delivered {count} times");
-        assert_eq!(
-            placements[number], receipts[number],
-            "message {number} was delivered at another queue/offset than its receipt named"
-        );
-    }
+    // Every message delivered once, intact, at the queue and offset its receipt named.
+    let receipts: Vec<(usize, u32, u64)> = receipts
+        .iter()
+        .enumerate()
+        .filter_map(|(number, r)| r.map(|(queue, offset)| (number, queue, offset)))
+        .collect();
+    let report = ledger.report(&receipts);
+    assert!(
+        report.problems.is_empty(),
+        "bad deliveries: {:?}",
+        report.problems
+    );
+    assert_eq!(report.lost_count, 0, "never delivered: {:?}", report.lost);
+    assert_eq!(
+        report.duplicates, 0,
+        "{} messages were delivered more than once",
+        report.redelivered
+    );
 
     for (consumer, client) in &consumers {
         wait::within("a consumer to shut down", consumer.shutdown()).await;
@@ -218,77 +215,6 @@ fn codecs_on_disk(logs: &std::path::Path) -> Vec<[u64; 3]> {
         .collect()
 }
 
-/// What the consumers received, by message number.
-#[derive(Debug)]
-struct Ledger {
-    sizes: Arc<Vec<usize>>,
-    counts: Vec<AtomicU32>,
-    /// Where each message was first delivered: (queue, offset).
-    placements: Mutex<Vec<Option<(u32, u64)>>>,
-    /// Messages delivered at least once.
-    distinct: AtomicUsize,
-    problems: Mutex<Vec<String>>,
-    problems_seen: AtomicUsize,
-}
-
-impl Ledger {
-    fn new(sizes: Arc<Vec<usize>>) -> Ledger {
-        Ledger {
-            counts: (0..sizes.len()).map(|_| AtomicU32::new(0)).collect(),
-            placements: Mutex::new(vec![None; sizes.len()]),
-            sizes,
-            distinct: AtomicUsize::new(0),
-            problems: Mutex::new(Vec::new()),
-            problems_seen: AtomicUsize::new(0),
-        }
-    }
-
-    fn record(&self, messages: &[ReceivedMessage]) {
-        for message in messages {
-            let at = (message.queue, message.offset);
-            let number = message
-                .property(NUMBER_PROPERTY)
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n < self.sizes.len());
-            let Some(number) = number else {
-                self.problem(format!("the message at {at:?} carries no valid number"));
-                continue;
-            };
-            if !payload::body_matches(number as u64, self.sizes[number], &message.body) {
-                self.problem(format!(
-                    "message {number} at {at:?}: body of {} bytes is not the {} bytes sent",
-                    message.body.len(),
-                    self.sizes[number]
-                ));
-            }
-            if self.counts[number].fetch_add(1, Ordering::AcqRel) == 0 {
-                self.placements.lock().expect("placements lock")[number] = Some(at);
-                self.distinct.fetch_add(1, Ordering::AcqRel);
-            } else {
-                let first = self.placements.lock().expect("placements lock")[number];
-                self.problem(format!(
-                    "message {number} delivered again at {at:?} (first at {first:?})"
-                ));
-            }
-        }
-    }
-
-    fn problem(&self, problem: String) {
-        if self.problems_seen.fetch_add(1, Ordering::AcqRel) < PROBLEMS_KEPT_MAX {
-            self.problems.lock().expect("problems lock").push(problem);
-        }
-    }
-
-    fn problems(&self) -> Vec<String> {
-        let mut problems = self.problems.lock().expect("problems lock").clone();
-        let seen = self.problems_seen.load(Ordering::Acquire);
-        if seen > problems.len() {
-            problems.push(format!("… {} problems in all", seen));
-        }
-        problems
-    }
-}
-
 async fn start_consumer(
     address: &str,
     index: usize,
@@ -303,12 +229,7 @@ async fn start_consumer(
             .subscribe(TOPIC, "*")
             .consume_from(ConsumeFrom::First)
     };
-    let consumer = PushConsumer::new(&client, config, move |messages| {
-        ledger.record(messages);
-        ConsumeResult::Success
-    })
-    .expect("create a push consumer");
-    consumer.start().await.expect("start a push consumer");
+    let consumer = start_recording(&client, config, ledger).await;
     (consumer, client)
 }
 
