@@ -270,8 +270,10 @@ impl<D: Dispatch> Driver<D> {
     }
 
     async fn wind_down(mut self, stop: Stop) {
-        self.handlers.abort_all();
+        // Close first: a handler aborted below then sees a closed link, so its abandoned
+        // request is not reported as a failed handler.
         self.link.close();
+        self.handlers.abort_all();
         match stop {
             Stop::PeerGone => self.writer.abort(),
             Stop::Closed | Stop::Drained => {
