@@ -223,6 +223,39 @@ async fn two_instances_see_each_others_topics_and_events() {
     assert_eq!(a.topic("orders").await.expect("topic"), None);
 }
 
+/// An instance whose cache lags (here: its watch stopped) still knows every topic whose
+/// creation was acknowledged, as etcd has it, including large ones written in several steps;
+/// a topic nobody created is unknown, and with etcd down such a lookup is `Unavailable`.
+#[tokio::test]
+async fn a_lagging_instance_reads_a_topic_it_has_not_heard_of_from_etcd() {
+    let mut etcd = Etcd::start().await;
+    let a = etcd.broker(1).await;
+    let b = etcd.broker(2).await;
+    b.crash();
+
+    let created = a
+        .create_topic(topic_spec("orders", 12))
+        .await
+        .expect("create");
+    assert_eq!(b.topic("orders").await.expect("topic"), Some(created));
+    let large = a
+        .create_topic(topic_spec("large", 300))
+        .await
+        .expect("create a topic written in steps");
+    assert_eq!(b.topic("large").await.expect("topic"), Some(large));
+    assert_eq!(b.topic("never").await.expect("topic"), None);
+    assert!(
+        b.topics().await.expect("cached topics").is_empty(),
+        "topics() answers from the cache alone"
+    );
+
+    etcd.server.stop().await;
+    match b.topic("never").await {
+        Err(error @ Error::Unavailable(_)) => assert!(error.is_retriable()),
+        other => panic!("a lookup with etcd down answered {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn concurrent_creates_of_one_topic_have_exactly_one_winner() {
     let etcd = Etcd::start().await;

@@ -91,18 +91,55 @@ impl Broker {
             .unwrap_or(failure)
     }
 
-    /// The handle of a queue this broker leads, or why not (with a fresh leader hint).
+    /// The handle of a queue this broker leads, or why not (with a fresh leader hint). A topic
+    /// this broker has not opened is looked up first (`served_topic`).
     pub(crate) async fn led_queue(
         &self,
         topic: &str,
         queue: u32,
     ) -> Result<Arc<QueueHandle>, ServiceError> {
-        match self.queue(topic, queue) {
-            Ok(handle) => Ok(handle),
-            Err(failure) => Err(self
-                .refreshed_refusal(failure, |b| b.queue(topic, queue).err())
-                .await),
+        let failure = match self.queue(topic, queue) {
+            Ok(handle) => return Ok(handle),
+            Err(failure) if failure.code == ErrorCode::UnknownTopic => {
+                self.served_topic(topic).await?;
+                match self.queue(topic, queue) {
+                    Ok(handle) => return Ok(handle),
+                    Err(failure) => failure,
+                }
+            }
+            Err(failure) => failure,
+        };
+        Err(self
+            .refreshed_refusal(failure, |b| b.queue(topic, queue).err())
+            .await)
+    }
+
+    /// The topic as this broker serves it. One it has not opened is looked up in the
+    /// coordinator and opened if it exists: a broker learns of topics created elsewhere from
+    /// coordinator events, and those can lag behind a client that another broker already told
+    /// of the topic (right after its creation, or while this broker's etcd watch recovers).
+    pub(crate) async fn served_topic(&self, name: &str) -> Result<Arc<LocalTopic>, ServiceError> {
+        if let Some(local) = self.local_topic(name) {
+            return Ok(local);
         }
+        // Asked before taking the admin lock: with etcd unreachable the answer can take the
+        // coordinator's whole request timeout.
+        let exists = self
+            .coordinator
+            .topic(name)
+            .await
+            .map_err(error::metadata)?
+            .is_some();
+        if exists {
+            self.adopt_topic(name).await?;
+        }
+        self.local_topic(name).ok_or_else(|| {
+            if self.is_closing() {
+                error::shutting_down()
+            } else {
+                error::unknown_topic(name)
+            }
+        })
     }
 
     /// The offsets topic as this broker serves it, creating it (in the coordinator) and

@@ -224,15 +224,25 @@ impl Broker {
     /// Checks and queues the commit synchronously (arrival order); see the module docs.
     ///
     /// Only a commit that arrives before the offsets topic is open on this broker (in a
-    /// cluster, before any group used it) waits for it to be created first, and so is not
-    /// ordered with later commits of its connection; clients fetch offsets or heartbeat
-    /// before they commit, which opens it.
+    /// cluster, before any group used it), or that names a topic this broker has not opened
+    /// yet (created elsewhere moments ago), waits for those first, and so is not ordered with
+    /// later commits of its connection; clients fetch offsets or heartbeat before they
+    /// commit, which opens the offsets topic.
     pub(crate) fn commit_offsets(self: &Arc<Self>, request: CommitOffsetsRequest) -> Answer {
-        let Some(local) = self.local_topic(OFFSETS_TOPIC) else {
+        let local = self.local_topic(OFFSETS_TOPIC).filter(|_| {
+            request
+                .offsets
+                .iter()
+                .all(|commit| self.local_topic(&commit.topic).is_some())
+        });
+        let Some(local) = local else {
             let broker = Arc::clone(self);
             return Box::pin(async move {
                 validate_group(&request.group)?;
                 let local = broker.offsets_topic().await?;
+                for commit in &request.offsets {
+                    broker.served_topic(&commit.topic).await?;
+                }
                 let acknowledgement = broker.submit_commit(&local, request)?;
                 acknowledged(acknowledgement)
                     .await

@@ -10,9 +10,11 @@
 //! producer (knowing all three brokers), sending numbered messages round robin with
 //! log-uniform bodies of 1 B to 4 KiB. Before the outage: `PHASE_MESSAGES`, all delivered.
 //! During it: `PHASE_MESSAGES` more, paced (12 every 10 ms) so the outage outlasts the
-//! consumers' 3 s session timeout, then awaited until delivered. After it: a new topic
-//! (created by retrying until etcd answers) gets `PHASE_MESSAGES` messages read by a new
-//! group, and the first topic `PHASE_MESSAGES` more, read by the first group.
+//! consumers' 3 s session timeout, then awaited until delivered; meanwhile a consumer of a new
+//! group, subscribed to a topic that does not exist yet, starts (its join is refused `Busy`
+//! until etcd is back, and retried). After the outage: the new topic (created by retrying
+//! until etcd answers) gets `PHASE_MESSAGES` messages, read by the new group, and the first
+//! topic `PHASE_MESSAGES` more, read by the first group.
 //!
 //! Checks: every send during the outage is acknowledged; every acknowledged message is
 //! delivered (lost: 0), intact, where its receipt put it (duplicates counted and printed);
@@ -88,6 +90,15 @@ async fn brokers_serve_through_an_etcd_outage_and_heal_after_it() {
     let outage = Instant::now();
     cluster.stop_etcd().await;
     eprintln!("etcd stopped");
+    let joining = {
+        let client = cluster.client(1, &format!("{NEW_GROUP}-1")).await;
+        let config = consumer_config(NEW_GROUP, NEW_TOPIC);
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            let consumer = start_recording(&client, config, ledger).await;
+            (consumer, client)
+        })
+    };
     receipts.extend(send_paced(&producer, &ledger, phase(1)).await);
     eprintln!(
         "{PHASE_MESSAGES} sends acknowledged during the outage, {} ms into it",
@@ -119,7 +130,9 @@ async fn brokers_serve_through_an_etcd_outage_and_heal_after_it() {
         "topic created {} ms after etcd restarted",
         healing.elapsed().as_millis()
     );
-    let newcomer = start_consumer(&cluster, 1, NEW_GROUP, NEW_TOPIC, &ledger).await;
+    let newcomer = wait::within("the consumer that started during the outage", joining)
+        .await
+        .expect("the joining task");
     wait::group_stable(&admin, NEW_GROUP, 1, QUEUES as usize).await;
     receipts.extend(ledger::send_all(&producer, &ledger, NEW_TOPIC, phase(2)).await);
     wait::until("the new topic's messages to be delivered", || async {
@@ -191,13 +204,16 @@ async fn start_consumer(
     ledger: &Arc<Ledger>,
 ) -> (PushConsumer, Client) {
     let client = cluster.client(id, &format!("{group}-{id}")).await;
-    let config = PushConsumerConfig {
+    let consumer = start_recording(&client, consumer_config(group, topic), ledger.clone()).await;
+    (consumer, client)
+}
+
+fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
+    PushConsumerConfig {
         consume_batch_size: 32,
         session_timeout: SESSION_TIMEOUT,
         ..PushConsumerConfig::new(group)
             .subscribe(topic, "*")
             .consume_from(ConsumeFrom::First)
-    };
-    let consumer = start_recording(&client, config, ledger.clone()).await;
-    (consumer, client)
+    }
 }

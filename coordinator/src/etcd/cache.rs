@@ -64,6 +64,17 @@ pub enum Change {
 }
 
 impl Change {
+    /// The put of `kv`, as a range read or a watch event reports it.
+    pub fn put(kv: &etcd_client::KeyValue) -> Change {
+        Change::Put {
+            key: kv.key().to_vec(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            lease: kv.lease(),
+        }
+    }
+
     fn revision(&self) -> i64 {
         match self {
             Change::Put { mod_revision, .. } => *mod_revision,
@@ -335,6 +346,8 @@ pub struct Cache {
     events: broadcast::Sender<CoordinatorEvent>,
     /// Whether the watch that keeps this cache current is established.
     connected: std::sync::atomic::AtomicBool,
+    /// Wakes a watcher pausing between attempts: etcd just answered another request.
+    etcd_answered: tokio::sync::Notify,
 }
 
 impl Cache {
@@ -349,6 +362,19 @@ impl Cache {
         self.connected.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Tells a watcher pausing after a failure that etcd answers again, so it re-lists now
+    /// rather than at the end of its back-off.
+    pub fn note_etcd_answered(&self) {
+        if !self.is_connected() {
+            self.etcd_answered.notify_waiters();
+        }
+    }
+
+    /// Completes when `note_etcd_answered` is next called while the watch is down.
+    pub async fn etcd_answered(&self) {
+        self.etcd_answered.notified().await;
+    }
+
     pub fn new(keys: Keys, events_capacity: usize) -> Cache {
         let (events, _) = broadcast::channel(events_capacity);
         Cache {
@@ -357,6 +383,7 @@ impl Cache {
             revision: watch::channel(0).0,
             events,
             connected: std::sync::atomic::AtomicBool::new(false),
+            etcd_answered: tokio::sync::Notify::new(),
         }
     }
 

@@ -21,7 +21,9 @@
 //! (`cache.rs`), loaded by a consistent range read at revision R and kept current by a watch
 //! from R + 1 (`watcher.rs`); a broken watch (etcd down, compaction) re-lists and re-watches.
 //! `topic`, `topics` and `brokers` answer from it, so they keep answering while etcd is
-//! unreachable. The cache is also where events come from: every instance emits
+//! unreachable. A topic the cache does not hold is looked up in etcd before `topic` answers
+//! that it does not exist (`topics::read_through`): a topic created through another broker
+//! is known everywhere once its creation is acknowledged, however far a watch lags. The cache is also where events come from: every instance emits
 //! `TopicCreated` / `TopicDeleted` / `ControllerChanged` for changes made anywhere.
 //!
 //! **Writes go to etcd, then wait for the cache.** Every write is a transaction with the
@@ -228,7 +230,9 @@ impl Shared {
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
         let mut kv = self.client.kv_client();
-        rpc::within(self.config.request_timeout, what, kv.txn(txn)).await
+        let answer = rpc::within(self.config.request_timeout, what, kv.txn(txn)).await?;
+        self.cache.note_etcd_answered();
+        Ok(answer)
     }
 
     async fn caught_up(&self, revision: i64) -> Result<()> {
@@ -462,7 +466,14 @@ impl Coordinator for EtcdCoordinator {
     }
 
     async fn topic(&self, name: &str) -> Result<Option<TopicMetadata>> {
-        self.shared.cache.read(|s| s.topic(&self.shared.keys, name))
+        let cached = self
+            .shared
+            .cache
+            .read(|s| s.topic(&self.shared.keys, name))?;
+        match cached {
+            Some(topic) => Ok(Some(topic)),
+            None => topics::read_through(&self.shared, name).await,
+        }
     }
 
     async fn topics(&self) -> Result<Vec<TopicMetadata>> {

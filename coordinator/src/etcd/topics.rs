@@ -1,5 +1,6 @@
 //! Writing topics: create (placement, then one guarded transaction, or several for a topic
-//! too large for one), delete, and the controller's guarded update of one queue's state.
+//! too large for one), delete, and the controller's guarded update of one queue's state; and
+//! reading one the cache does not know yet (`read_through`).
 //!
 //! # Large topics
 //!
@@ -15,8 +16,9 @@
 //! creator dies midway the incomplete topic stays: `create_topic` answers `TopicExists` for
 //! it and `delete_topic` removes it.
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
 
+use super::cache::{Change, Snapshot};
 use super::keys::{encode, TopicRecord};
 use super::Shared;
 use crate::error::{Error, Result};
@@ -27,6 +29,28 @@ use crate::types::{QueueState, TopicMetadata, TopicSpec};
 /// Most operations the coordinator puts in one etcd transaction: etcd's default
 /// `--max-txn-ops`. A cluster configured lower needs it raised to at least this.
 pub const TXN_OPS_MAX: usize = 128;
+
+/// A topic the cache does not hold, read from etcd: its topic key and partition keys in one
+/// transaction (so at one revision), decoded as the cache decodes them. So a topic whose
+/// creation another broker acknowledged is known here at once, however far this instance's
+/// watch lags (or while it pauses after an outage). `Unavailable` if etcd does not answer.
+pub async fn read_through(shared: &Shared, name: &str) -> Result<Option<TopicMetadata>> {
+    let keys = &shared.keys;
+    let txn = Txn::new().and_then([
+        TxnOp::get(keys.topic(name), None),
+        TxnOp::get(keys.partitions(name), Some(GetOptions::new().with_prefix())),
+    ]);
+    let answer = shared.txn("read a topic", txn).await?;
+    let mut snapshot = Snapshot::default();
+    for response in answer.op_responses() {
+        if let TxnOpResponse::Get(got) = response {
+            for kv in got.kvs() {
+                snapshot.apply(keys, Change::put(kv));
+            }
+        }
+    }
+    snapshot.topic(keys, name)
+}
 
 pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
     check_topic_spec(&spec)?;

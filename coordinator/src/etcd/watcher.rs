@@ -1,8 +1,9 @@
 //! The task that keeps the cache (`cache.rs`) current: a consistent range read of the
 //! cluster prefix at revision R, then a watch from R + 1. When the watch breaks (etcd down,
 //! the connection lost, the start revision compacted, the watch cancelled) it reads the whole
-//! prefix again and watches anew, backing off between failed attempts. Meanwhile the cache
-//! keeps answering with what it last knew.
+//! prefix again and watches anew, backing off between failed attempts (cut short when another
+//! request of this instance gets an answer from etcd). Meanwhile the cache keeps answering
+//! with what it last knew.
 
 use std::sync::Arc;
 
@@ -22,7 +23,11 @@ pub async fn run(shared: Arc<Shared>) {
         shared.cache.set_connected(false);
         let pause = backoff.next();
         tracing::warn!(%error, ?pause, "the coordinator's watch on etcd broke; re-reading after a pause");
-        tokio::time::sleep(pause).await;
+        // A request of this instance that etcd answered ends the pause early.
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shared.cache.etcd_answered() => {}
+        }
     }
 }
 
@@ -54,17 +59,7 @@ async fn sync_fallible(
     )
     .await?;
     let revision = listed.header().map_or(0, |h| h.revision());
-    let changes = listed
-        .kvs()
-        .iter()
-        .map(|kv| Change::Put {
-            key: kv.key().to_vec(),
-            value: kv.value().to_vec(),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-            lease: kv.lease(),
-        })
-        .collect();
+    let changes = listed.kvs().iter().map(Change::put).collect();
     cache.replace(revision, changes);
     let options = WatchOptions::new()
         .with_prefix()
@@ -101,13 +96,7 @@ async fn sync_fallible(
             .filter_map(|event| {
                 let kv = event.kv()?;
                 Some(match event.event_type() {
-                    EventType::Put => Change::Put {
-                        key: kv.key().to_vec(),
-                        value: kv.value().to_vec(),
-                        create_revision: kv.create_revision(),
-                        mod_revision: kv.mod_revision(),
-                        lease: kv.lease(),
-                    },
+                    EventType::Put => Change::put(kv),
                     EventType::Delete => Change::Delete {
                         key: kv.key().to_vec(),
                         revision: kv.mod_revision(),

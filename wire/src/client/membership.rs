@@ -8,7 +8,8 @@
 //! task: stop the queue, wait for its in-flight messages, commit its position, report back;
 //! heartbeats go on meanwhile so the session stays alive.
 //!
-//! Failures never end the task. A heartbeat the broker refuses with `UnknownMember` or
+//! Joining (the first heartbeat, which `start` awaits) retries retriable refusals (`Busy`
+//! while the broker's coordinator reconnects) within the client's request timeout. Failures never end the task. A heartbeat the broker refuses with `UnknownMember` or
 //! `IllegalGeneration` drops every queue and rejoins with no generation; a commit refused that
 //! way asks for a heartbeat now, whose answer decides (a commit can race a generation change
 //! that the next heartbeat simply takes up). Transport failures are retried after a back-off.
@@ -180,7 +181,29 @@ impl<W: QueueWorkers> Membership<W> {
 
     /// The first heartbeat, made by the caller so a wrong address or group fails `start`.
     pub(crate) async fn join(&mut self) -> Result<()> {
-        let response = self.client.call_any(self.heartbeat_request()).await?;
+        let deadline = Instant::now() + self.client.config().request_timeout;
+        let mut attempt = 0;
+        let response = loop {
+            match self.client.call_any(self.heartbeat_request()).await {
+                Ok(response) => break response,
+                // The broker answered that it cannot answer yet (its coordinator
+                // reconnecting, say): keep trying, as later heartbeats would, until the
+                // request timeout. A broker that cannot be reached fails `start` at once.
+                Err(error)
+                    if error.code().is_some_and(ErrorCode::is_retriable)
+                        && !self.client.is_closed() =>
+                {
+                    let delay = HEARTBEAT_BACKOFF.delay(attempt);
+                    if Instant::now() + delay > deadline {
+                        return Err(error);
+                    }
+                    tracing::debug!(group = %self.handle.group, %error, ?delay, "join failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         self.apply(
             response.generation,
             &response.assignment,
