@@ -289,6 +289,7 @@ async fn concurrent_creates_of_one_topic_have_exactly_one_winner() {
     }
 }
 
+/// A deposed controller's queue updates, topic creates and deletes are all refused `Fenced`.
 #[tokio::test]
 async fn the_controller_fails_over_and_a_deposed_controller_is_fenced() {
     let etcd = Etcd::start().await;
@@ -317,17 +318,35 @@ async fn the_controller_fails_over_and_a_deposed_controller_is_fenced() {
         .expect("write as controller");
     assert_eq!(written.version, 1);
 
-    // a crashes: its lease expires, b takes over.
-    a.crash();
+    // a stalls: its lease expires, b takes over; a still believes it is the controller.
+    a.pause();
     expect_controller(&mut b_events, 2).await;
     let new_term = b.election().expect("b holds the election");
     assert_ne!(new_term.revision, term.revision);
+    assert_eq!(a.election(), Some(term), "a's stale view");
 
     let mut stale = written.clone();
     stale.leader_epoch += 1;
     match a.update_queue(term, "orders", stale.clone()).await {
         Err(Error::Fenced(_)) => {}
         other => panic!("the deposed controller's write answered {other:?}"),
+    }
+    // Its topic changes are fenced the same way; the new controller's are not.
+    match a.create_topic(topic_spec("placed-by-a", 2)).await {
+        Err(Error::Fenced(_)) => {}
+        other => panic!("the deposed controller's create answered {other:?}"),
+    }
+    match a.delete_topic("orders").await {
+        Err(Error::Fenced(_)) => {}
+        other => panic!("the deposed controller's delete answered {other:?}"),
+    }
+    b.create_topic(topic_spec("placed-by-b", 2))
+        .await
+        .expect("the controller creates");
+    // The topic guard still decides between controllers' creates of one name.
+    match b.create_topic(topic_spec("placed-by-b", 2)).await {
+        Err(Error::TopicExists(_)) => {}
+        other => panic!("a second create answered {other:?}"),
     }
     let taken = b
         .update_queue(new_term, "orders", stale.clone())

@@ -1,5 +1,6 @@
 //! Where things live when the broker is one member of a cluster: which broker a client should
-//! ask instead (`NotLeader` hints), and which broker serves a group's offsets.
+//! ask instead (`NotLeader` hints), which broker serves a group's offsets, and which broker
+//! makes topic changes (the controller; others forward them to it, see `remote.rs`).
 //!
 //! A group's committed offsets live in one queue of `__consumer_offsets` (see `offsets/`), and
 //! the broker that leads that queue serves the group's `CommitOffsets`, `FetchOffsets`,
@@ -18,15 +19,18 @@
 //! the client's route refresh is the authority.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coordinator::{Coordinator, TopicSpec};
-use wire::{ErrorCode, ServiceError};
+use tokio::sync::broadcast;
+use wire::{ErrorCode, RequestContext, ServiceError};
 
 use crate::broker::{Broker, LocalTopic};
 use crate::config::BrokerConfig;
 use crate::error::{self, Result};
 use crate::offsets::{queue_of, OFFSETS_TOPIC};
 use crate::queue::QueueHandle;
+use crate::remote::is_forwarded;
 
 /// Creates the consumer-offsets topic unless it exists; answers whether this call created it.
 pub(crate) async fn ensure_offsets_topic(
@@ -57,7 +61,78 @@ pub(crate) async fn ensure_offsets_topic(
     }
 }
 
+/// How long a topic change waits for a controller to be elected before it is refused `Busy`.
+const CONTROLLER_WAIT: Duration = Duration::from_secs(5);
+
+/// The broker a topic change goes to when it is not this one.
+pub(crate) struct Controller {
+    pub id: u32,
+    pub address: String,
+}
+
 impl Broker {
+    /// The controller, when a topic change asked of this broker must go to it: `None` when
+    /// this broker is the controller (alone on the embedded coordinator it always is). A
+    /// change forwarded by another broker is not forwarded again: if the two disagree about
+    /// who the controller is (for a moment, during a failover), it is refused `Busy`.
+    pub(crate) async fn controller_elsewhere(
+        &self,
+        context: &RequestContext,
+    ) -> Result<Option<Controller>, ServiceError> {
+        let id = self.await_controller().await?;
+        if id == self.config.broker_id {
+            return Ok(None);
+        }
+        let busy = |why: String| ServiceError::new(ErrorCode::Busy, why);
+        if is_forwarded(context) {
+            return Err(busy(format!(
+                "broker {} is not the controller (broker {id} is, as far as it knows); retry",
+                self.config.broker_id
+            )));
+        }
+        let known = self.addresses.read().get(&id).cloned();
+        let address = match known {
+            Some(address) => address,
+            None => self
+                .refresh_addresses()
+                .await?
+                .into_iter()
+                .find(|b| b.id == id)
+                .map(|b| b.address)
+                .ok_or_else(|| busy(format!("the controller, broker {id}, is not live")))?,
+        };
+        Ok(Some(Controller { id, address }))
+    }
+
+    /// The controller's id, waiting up to `CONTROLLER_WAIT` for one to be elected.
+    async fn await_controller(&self) -> Result<u32, ServiceError> {
+        let mut events = self.coordinator.events();
+        let wait = async {
+            loop {
+                let info = self
+                    .coordinator
+                    .cluster_info()
+                    .await
+                    .map_err(error::metadata)?;
+                if let Some(controller) = info.controller {
+                    return Ok(controller);
+                }
+                // Any event (or a lagging receiver) is a reason to look again.
+                if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+                    return Err(error::shutting_down());
+                }
+            }
+        };
+        tokio::time::timeout(CONTROLLER_WAIT, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServiceError::new(
+                    ErrorCode::Busy,
+                    format!("no controller was elected within {CONTROLLER_WAIT:?}; retry"),
+                ))
+            })
+    }
+
     /// `broker N (at ADDRESS)`, the address when this broker knows it.
     pub(crate) fn describe_broker(&self, id: u32) -> String {
         match self.addresses.read().get(&id) {

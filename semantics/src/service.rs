@@ -92,10 +92,16 @@ impl Broker {
                     .map(Response::OffsetForTime))
             }
             Request::CreateTopic(r) => {
-                later!(self, |b| b.create_topic(r).await.map(Response::CreateTopic))
+                later!(self, |b| b
+                    .create_topic(&context, r)
+                    .await
+                    .map(Response::CreateTopic))
             }
             Request::DeleteTopic(r) => {
-                later!(self, |b| b.delete_topic(r).await.map(|()| Response::Empty))
+                later!(self, |b| b
+                    .delete_topic(&context, r)
+                    .await
+                    .map(|()| Response::Empty))
             }
             Request::ListTopics(r) => {
                 later!(self, |b| b.list_topics(r).await.map(Response::ListTopics))

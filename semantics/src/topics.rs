@@ -8,6 +8,10 @@
 //! deletes the group offsets committed on the topic. Both hold the broker's admin lock, which
 //! the coordinator-event task takes too, so a topic is never opened and deleted at once.
 //!
+//! In a cluster, creates and deletes are the controller's: another broker forwards them to
+//! it (`cluster.rs`, `remote.rs`) and answers with its answer. The controller places the
+//! queues, and its writes are fenced by its election.
+//!
 //! Topic settings: none are accepted yet. `log-core`'s manager opens every log of a data
 //! directory with one configuration at start-up, so a per-topic `retention.ms` or
 //! `segment.bytes` could not be applied again after a restart; every key is refused with
@@ -22,7 +26,7 @@ use wire::protocol::{
     DescribeClusterResponse, ListTopicsRequest, ListTopicsResponse, QueryRouteRequest,
     QueryRouteResponse, QueueDescription, QueueRoute, TopicDescription, TopicSummary,
 };
-use wire::{ErrorCode, ServiceError};
+use wire::{ErrorCode, RequestContext, ServiceError};
 
 use crate::broker::Broker;
 use crate::error;
@@ -35,10 +39,14 @@ pub const INTERNAL_PREFIX: &str = "__";
 impl Broker {
     pub(crate) async fn create_topic(
         &self,
+        context: &RequestContext,
         request: CreateTopicRequest,
     ) -> Result<TopicDescription, ServiceError> {
+        validate_topic_name(&request.name)?;
+        if let Some(controller) = self.controller_elsewhere(context).await? {
+            return self.forward_create_topic(&controller, request).await;
+        }
         let name = request.name;
-        validate_topic_name(&name)?;
         if request.queues == 0 || request.queues > QUEUES_PER_TOPIC_MAX {
             return Err(error::invalid(format!(
                 "topic {name}: queues must be in 1..={QUEUES_PER_TOPIC_MAX}, got {}",
@@ -79,8 +87,12 @@ impl Broker {
 
     pub(crate) async fn delete_topic(
         &self,
+        context: &RequestContext,
         request: DeleteTopicRequest,
     ) -> Result<(), ServiceError> {
+        if let Some(controller) = self.controller_elsewhere(context).await? {
+            return self.forward_delete_topic(&controller, request).await;
+        }
         let name = request.name;
         let _admin = self.admin.lock().await;
         let meta = self

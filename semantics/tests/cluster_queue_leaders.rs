@@ -110,15 +110,16 @@ async fn each_broker_serves_only_the_queues_it_leads() {
         }
     }
 
+    // Deleted through the controller (a: it joined first); b drops it too.
     call(
-        &b.broker,
+        &a.broker,
         DeleteTopicRequest {
             name: "orders".into(),
         },
     )
     .await
     .unwrap();
-    within(a.broker.await_topic("orders", false)).await;
+    within(b.broker.await_topic("orders", false)).await;
     a.close().await;
     b.close().await;
 }

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | `brokers/<id>` | `BrokerInfo` `{id, address, started_at_ms}` | the broker itself | bound to the broker's lease |
 //! | `controller` | `{"broker": <id>}` | the broker that wins the campaign | bound to the winner's broker lease |
-//! | `topics/<topic>` | `{config, internal, queues, complete}` | any broker (`create_topic`) | until `delete_topic` |
+//! | `topics/<topic>` | `{config, internal, queues, complete}` | `create_topic`: in a broker cluster the controller (the offsets topic: the broker that first needs it) | until `delete_topic` |
 //! | `partitions/<topic>/<queue>` | `QueueState` `{queue, leader, leader_epoch, replicas, isr, version}` | created with the topic; changed only by the controller | deleted with the topic |
 //! | `groups/<group>/members/<member>` | `{client_id, host, subscriptions, session_timeout_ms, confirmed}` | the broker the member heartbeats to | bound to a per-member lease, TTL session timeout + 2 s |
 //! | `groups/<group>/assignment` | `{generation, strategy, revision, topics, members: {<id>: {…member, target, owned}}}` | the controller only | kept while the cluster lives (an empty group keeps its generation) |
@@ -41,8 +41,10 @@
 //! the lease alive and, if etcd reports it lost, registers again with a new lease. The same
 //! task campaigns for `controller` (create-if-absent, bound to the broker lease). The
 //! controller key's create revision is the election revision (`Election`); the controller's
-//! writes (`update_queue`) are guarded by it, so a deposed controller's writes fail with
-//! `Error::Fenced`.
+//! writes (`update_queue`, and `create_topic` / `delete_topic` made by the instance holding
+//! the election) are guarded by it, so a deposed controller's writes fail with
+//! `Error::Fenced`. Any instance may create and delete topics (guarded by the topic key
+//! alone when it is not the controller); brokers send those changes to the controller.
 //!
 //! **Placement** (`placement.rs`) is round-robin over the live brokers sorted by id, filling
 //! the least-loaded first. Large topics are written in several transactions (`topics.rs`).
@@ -322,13 +324,22 @@ impl EtcdCoordinator {
     /// runs out, and this instance's cache stops following etcd. For fault tests.
     #[cfg(feature = "testing")]
     pub fn crash(&self) {
+        self.pause();
+        self.shared.registration.lock().take();
+    }
+
+    /// Stops every background task but keeps the registration, as a process that stalls (a
+    /// long pause, a network partition) finds itself when it runs again: its lease has run
+    /// out, its cache is stale, and it still believes what the cache says, including that it
+    /// is the controller. For fault tests of fencing.
+    #[cfg(feature = "testing")]
+    pub fn pause(&self) {
         for task in &self.tasks {
             task.abort();
         }
         if let Some(keeper) = self.keeper.lock().take() {
             keeper.abort();
         }
-        self.shared.registration.lock().take();
     }
 
     /// The configuration in force (the lease TTL rounded to whole seconds).

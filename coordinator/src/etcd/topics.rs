@@ -16,11 +16,13 @@
 //! creator dies midway the incomplete topic stays: `create_topic` answers `TopicExists` for
 //! it and `delete_topic` removes it.
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
 
 use super::cache::{Change, Snapshot};
 use super::keys::{encode, TopicRecord};
-use super::Shared;
+use super::{Election, Shared};
 use crate::error::{Error, Result};
 use crate::limits::check_topic_spec;
 use crate::placement::place;
@@ -83,16 +85,18 @@ pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
     let first: Vec<TxnOp> = std::iter::once(TxnOp::put(topic_key.as_str(), encode(&record), None))
         .chain(chunks.next().unwrap_or_default().iter().map(partition_put))
         .collect();
+    let election = shared.election();
     let created = Txn::new()
-        .when([Compare::create_revision(
-            topic_key.as_str(),
-            CompareOp::Equal,
-            0,
-        )])
-        .and_then(first);
+        .when(with_election(
+            shared,
+            election,
+            Compare::create_revision(topic_key.as_str(), CompareOp::Equal, 0),
+        ))
+        .and_then(first)
+        .or_else([TxnOp::get(keys.controller(), None)]);
     let answer = shared.txn("create the topic", created).await?;
     if !answer.succeeded() {
-        return Err(Error::TopicExists(spec.name));
+        return Err(refusal(election, &answer, Error::TopicExists(spec.name)));
     }
     let created_revision = answer.header().map_or(0, |h| h.revision());
     let mut revision = created_revision;
@@ -122,6 +126,43 @@ pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
     })
 }
 
+/// `guard`, plus, when this instance is the controller, that its election still stands: a
+/// controller's topic changes are fenced by its election revision, like its queue updates.
+fn with_election(shared: &Shared, election: Option<Election>, guard: Compare) -> Vec<Compare> {
+    let mut guards = vec![guard];
+    if let Some(election) = election {
+        guards.push(Compare::create_revision(
+            shared.keys.controller(),
+            CompareOp::Equal,
+            election.revision,
+        ));
+    }
+    guards
+}
+
+/// Why a transaction built by `with_election` failed, from its `or_else` read of the
+/// controller key: `Fenced` if the election it was guarded by no longer stands, else
+/// `otherwise` (the topic guard failed).
+fn refusal(election: Option<Election>, answer: &TxnResponse, otherwise: Error) -> Error {
+    let Some(election) = election else {
+        return otherwise;
+    };
+    let current = answer
+        .op_responses()
+        .into_iter()
+        .find_map(|response| match response {
+            TxnOpResponse::Get(got) => Some(got.kvs().first().map(|kv| kv.create_revision())),
+            _ => None,
+        });
+    match current {
+        Some(Some(revision)) if revision == election.revision => otherwise,
+        _ => Error::Fenced(format!(
+            "broker {} is no longer the controller elected at revision {}",
+            election.broker, election.revision
+        )),
+    }
+}
+
 /// One later step of a large create; fails with `UnknownTopic` if the topic was deleted
 /// (or deleted and re-created) meanwhile.
 async fn guarded(shared: &Shared, name: &str, what: &str, txn: Txn) -> Result<i64> {
@@ -135,22 +176,28 @@ async fn guarded(shared: &Shared, name: &str, what: &str, txn: Txn) -> Result<i6
 pub async fn delete(shared: &Shared, name: &str) -> Result<()> {
     let keys = &shared.keys;
     let topic_key = keys.topic(name);
+    let election = shared.election();
     let txn = Txn::new()
-        .when([Compare::create_revision(
-            topic_key.as_str(),
-            CompareOp::Greater,
-            0,
-        )])
+        .when(with_election(
+            shared,
+            election,
+            Compare::create_revision(topic_key.as_str(), CompareOp::Greater, 0),
+        ))
         .and_then([
             TxnOp::delete(topic_key.as_str(), None),
             TxnOp::delete(
                 keys.partitions(name),
                 Some(DeleteOptions::new().with_prefix()),
             ),
-        ]);
+        ])
+        .or_else([TxnOp::get(keys.controller(), None)]);
     let answer = shared.txn("delete the topic", txn).await?;
     if !answer.succeeded() {
-        return Err(Error::UnknownTopic(name.to_owned()));
+        return Err(refusal(
+            election,
+            &answer,
+            Error::UnknownTopic(name.to_owned()),
+        ));
     }
     let revision = answer.header().map_or(0, |h| h.revision());
     shared.caught_up(revision).await?;

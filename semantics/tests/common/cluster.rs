@@ -99,17 +99,26 @@ pub fn assert_not_leader(failure: &ServiceError, naming: &str) {
 pub struct Served {
     pub member: Member,
     pub address: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
 }
 
 impl Served {
-    pub async fn close(self) {
-        let _ = self.stop.send(());
-        within(self.server)
-            .await
-            .expect("the server task")
-            .expect("serve");
+    /// Stops serving on the address; the broker stays open (and in the cluster).
+    pub async fn stop_serving(&mut self) {
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            within(server)
+                .await
+                .expect("the server task")
+                .expect("serve");
+        }
+    }
+
+    pub async fn close(mut self) {
+        self.stop_serving().await;
         self.member.close().await;
     }
 }
@@ -129,7 +138,6 @@ pub async fn join_served(mut config: BrokerConfig) -> Served {
     Served {
         member,
         address,
-        stop,
-        server,
+        server: Some((stop, server)),
     }
 }

@@ -54,7 +54,19 @@ pub async fn call<R: ApiRequest>(broker: &Broker, request: R) -> Result<R::Respo
 where
     R::Response: std::fmt::Debug,
 {
-    let pending = broker.call(RequestContext::detached("test"), request.into());
+    call_as(broker, "test", request).await
+}
+
+/// `call`, as a client named `client_id`.
+pub async fn call_as<R: ApiRequest>(
+    broker: &Broker,
+    client_id: &str,
+    request: R,
+) -> Result<R::Response, ServiceError>
+where
+    R::Response: std::fmt::Debug,
+{
+    let pending = broker.call(RequestContext::detached(client_id), request.into());
     let response = within(pending).await?;
     Ok(R::response_from(response).expect("a response of the request's kind"))
 }
