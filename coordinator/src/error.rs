@@ -29,6 +29,9 @@ pub enum Error {
     /// changes changed since it read it. Not retriable as is: read again first.
     #[error("write refused: {0}")]
     Fenced(String),
+    /// Another live broker is registered with this id (at another address).
+    #[error("broker id {id} is taken by the live broker at {address}")]
+    BrokerIdTaken { id: u32, address: String },
     /// The metadata store cannot be reached (etcd down); retriable.
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),

@@ -182,6 +182,46 @@ async fn a_crashed_brokers_key_disappears_when_its_lease_expires() {
     assert_eq!(ids(b.brokers().await.expect("brokers")), vec![2]);
 }
 
+/// Two brokers that start at once with one id and different addresses: exactly one is
+/// registered, the other is refused naming the winner's address. The winner restarting (a new
+/// instance, its old lease still alive) registers again at its own address.
+#[tokio::test]
+async fn one_id_is_registered_once_even_by_simultaneous_brokers() {
+    let etcd = Etcd::start().await;
+    let (a, b) = tokio::join!(etcd.connect(), etcd.connect());
+    let at = |port: u16| BrokerInfo {
+        id: 5,
+        address: format!("127.0.0.1:{port}"),
+        started_at_ms: 1,
+    };
+    let (from_a, from_b) =
+        tokio::join!(a.register_broker(at(10_001)), b.register_broker(at(10_002)));
+    let (winner, loser, winning_address, refused) = match (from_a, from_b) {
+        (Ok(()), Err(refused)) => (&a, &b, "127.0.0.1:10001", refused),
+        (Err(refused), Ok(())) => (&b, &a, "127.0.0.1:10002", refused),
+        other => panic!("one registration must win: {other:?}"),
+    };
+    match refused {
+        Error::BrokerIdTaken { id: 5, address } => assert_eq!(address, winning_address),
+        other => panic!("the loser was refused with {other:?}"),
+    }
+    assert_eq!(loser.broker_lease(), None);
+    loser.sync().await.expect("sync");
+    let brokers = loser.brokers().await.expect("brokers");
+    assert_eq!(brokers.len(), 1);
+    assert_eq!(brokers[0].address, winning_address);
+
+    let old_lease = winner.broker_lease().expect("the winner's lease");
+    winner.pause();
+    let restarted = etcd.connect().await;
+    let port = winning_address.rsplit(':').next().unwrap().parse().unwrap();
+    restarted
+        .register_broker(at(port))
+        .await
+        .expect("the same broker registers again over its live old lease");
+    assert_ne!(restarted.broker_lease(), Some(old_lease));
+}
+
 #[tokio::test]
 async fn two_instances_see_each_others_topics_and_events() {
     let etcd = Etcd::start().await;

@@ -95,16 +95,20 @@ impl Broker {
             })
             .await?
         };
-        if config.clustered() {
-            refuse_taken_id(coordinator.as_ref(), &config).await?;
-        }
+        // In a cluster, registering fails if a live broker at another address has the id.
         coordinator
             .register_broker(BrokerInfo {
                 id: config.broker_id,
                 address: config.advertised().to_owned(),
                 started_at_ms: wire::message::now_ms(),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                coordinator::Error::BrokerIdTaken { id, address } => {
+                    Error::BrokerIdTaken { id, address }
+                }
+                other => other.into(),
+            })?;
         // Alone, the broker creates the offsets topic now (it leads every queue of it); in a
         // cluster the first broker up would place every offsets queue on itself, so the topic
         // is created on first use instead, when the cluster has its brokers.
@@ -413,24 +417,6 @@ impl Broker {
                 "logs of topics the coordinator does not know are kept but not served"
             );
         }
-    }
-}
-
-/// Refuses to join a cluster where a live broker already has this broker's id at another
-/// address (the same address is this broker's own registration from before a restart).
-async fn refuse_taken_id(coordinator: &dyn Coordinator, config: &BrokerConfig) -> Result<()> {
-    let me = config.advertised();
-    let taken = coordinator
-        .brokers()
-        .await?
-        .into_iter()
-        .find(|b| b.id == config.broker_id && b.address != me);
-    match taken {
-        Some(other) => Err(Error::BrokerIdTaken {
-            id: other.id,
-            address: other.address,
-        }),
-        None => Ok(()),
     }
 }
 

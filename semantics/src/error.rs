@@ -59,7 +59,7 @@ pub(crate) fn metadata(error: coordinator::Error) -> ServiceError {
         C::UnknownTopic(_) => ErrorCode::UnknownTopic,
         C::UnknownMember { .. } => ErrorCode::UnknownMember,
         C::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
-        C::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        C::InvalidArgument(_) | C::BrokerIdTaken { .. } => ErrorCode::InvalidArgument,
         C::Io { .. } | C::Corrupt { .. } => ErrorCode::StorageError,
         // Retriable: the metadata store (etcd) may be back after a back-off. Every etcd
         // request is bounded by the coordinator's request timeout, so this comes back in

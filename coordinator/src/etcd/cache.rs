@@ -262,7 +262,7 @@ impl Snapshot {
     }
 
     pub fn brokers(&self, keys: &Keys) -> Result<Vec<BrokerInfo>> {
-        let prefix = format!("{}brokers/", keys.prefix());
+        let prefix = keys.brokers();
         if let Some((key, reason)) = self.corrupt.iter().find(|(k, _)| k.starts_with(&prefix)) {
             return Err(keys::corrupt(key, reason.clone()));
         }

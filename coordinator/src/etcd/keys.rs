@@ -72,6 +72,11 @@ impl Keys {
         format!("{}brokers/{id}", self.prefix)
     }
 
+    /// The prefix of every broker key.
+    pub fn brokers(&self) -> String {
+        format!("{}brokers/", self.prefix)
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}topics/{name}", self.prefix)
     }

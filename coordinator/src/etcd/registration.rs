@@ -1,7 +1,9 @@
 //! This broker's presence in the cluster: its lease, its `brokers/<id>` key, and its
 //! campaign for the `controller` key.
 //!
-//! `register` grants a lease of the configured TTL and puts the broker key bound to it. A
+//! `register` grants a lease of the configured TTL and puts the broker key bound to it,
+//! guarded so that two brokers starting with one id cannot both register: the key must be
+//! absent, or name this broker's address (a restart whose old lease still lives). A
 //! background task (`keep`) then keeps the lease alive, sending a keep-alive every third of
 //! the TTL. When etcd answers that the lease is gone (TTL 0: it expired while etcd was
 //! unreachable, or was revoked), the task grants a new lease and puts the key again, logging
@@ -18,10 +20,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::time::Instant;
 
-use super::keys::{encode, ControllerRecord};
+use super::keys::{decode_broker, encode, ControllerRecord};
 use super::rpc::{within, Backoff};
 use super::Shared;
 use crate::error::{Error, Result};
@@ -29,6 +31,9 @@ use crate::types::BrokerInfo;
 
 /// Keep-alives sent per lease TTL, so one lost keep-alive does not lose the lease.
 pub const KEEPALIVES_PER_TTL: u32 = 3;
+/// Guarded attempts at claiming the broker key before giving up (each fails only because
+/// another writer changed the key in between).
+const CLAIM_ATTEMPTS: usize = 3;
 
 /// Grants a lease and puts the broker key bound to it; answers the lease and the revision
 /// of the put.
@@ -42,23 +47,61 @@ pub async fn register(shared: &Shared, info: &BrokerInfo) -> Result<(i64, i64)> 
     )
     .await?;
     let lease = granted.id();
-    let revision = put_broker_key(shared, info, lease).await?;
-    Ok((lease, revision))
+    match claim_broker_key(shared, info, lease).await {
+        Ok(revision) => Ok((lease, revision)),
+        Err(error) => {
+            let _ = revoke(shared, lease).await;
+            Err(error)
+        }
+    }
 }
 
-async fn put_broker_key(shared: &Shared, info: &BrokerInfo, lease: i64) -> Result<i64> {
-    let mut kv = shared.client.kv_client();
-    let put = within(
-        shared.config.request_timeout,
-        "put the broker key",
-        kv.put(
-            shared.keys.broker(info.id),
+/// Puts the broker key bound to `lease` if it is absent or holds this broker's address (the
+/// same broker, registered before a restart or a re-registration); `BrokerIdTaken` if
+/// another address holds it. Each attempt is one guarded transaction, so of two brokers
+/// claiming one id at once, one wins.
+async fn claim_broker_key(shared: &Shared, info: &BrokerInfo, lease: i64) -> Result<i64> {
+    let key = shared.keys.broker(info.id);
+    let put = || {
+        TxnOp::put(
+            key.as_str(),
             encode(info),
             Some(PutOptions::new().with_lease(lease)),
-        ),
-    )
-    .await?;
-    Ok(put.header().map_or(0, |h| h.revision()))
+        )
+    };
+    // Absent: create it. Present: a second attempt guarded by the version read in the first.
+    let mut guard = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+    for _ in 0..CLAIM_ATTEMPTS {
+        let txn = Txn::new()
+            .when([guard])
+            .and_then([put()])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let answer = shared.txn("register the broker", txn).await?;
+        if answer.succeeded() {
+            return Ok(answer.header().map_or(0, |h| h.revision()));
+        }
+        let held = answer.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(got) => got.kvs().first().cloned(),
+            _ => None,
+        });
+        guard = match held {
+            // Deleted meanwhile (its lease ran out): create it.
+            None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+            Some(kv) => {
+                let holder = decode_broker(&key, info.id, kv.value())?;
+                if holder.address != info.address {
+                    return Err(Error::BrokerIdTaken {
+                        id: info.id,
+                        address: holder.address,
+                    });
+                }
+                Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())
+            }
+        };
+    }
+    Err(Error::Unavailable(format!(
+        "{key} kept changing while this broker registered; retry"
+    )))
 }
 
 /// Revokes `lease`, deleting the keys bound to it (the broker key, the controller key).
@@ -185,7 +228,7 @@ async fn tend(shared: &Shared, info: &BrokerInfo, lease: i64) {
         (registered, s.controller.is_some())
     });
     if !registered {
-        if let Err(error) = put_broker_key(shared, info, lease).await {
+        if let Err(error) = claim_broker_key(shared, info, lease).await {
             tracing::warn!(broker = info.id, %error, "cannot put the broker key back");
         }
     }

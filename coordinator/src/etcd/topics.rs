@@ -21,12 +21,13 @@ use etcd_client::{
 };
 
 use super::cache::{Change, Snapshot};
-use super::keys::{encode, TopicRecord};
+use super::keys::{encode, Key, TopicRecord};
+use super::rpc::within;
 use super::{Election, Shared};
 use crate::error::{Error, Result};
 use crate::limits::check_topic_spec;
 use crate::placement::place;
-use crate::types::{QueueState, TopicMetadata, TopicSpec};
+use crate::types::{BrokerId, QueueState, TopicMetadata, TopicSpec};
 
 /// Most operations the coordinator puts in one etcd transaction: etcd's default
 /// `--max-txn-ops`. A cluster configured lower needs it raised to at least this.
@@ -56,14 +57,14 @@ pub async fn read_through(shared: &Shared, name: &str) -> Result<Option<TopicMet
 
 pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
     check_topic_spec(&spec)?;
-    let (exists, brokers, load) = shared.cache.read(|s| {
-        let brokers: Vec<_> = s.brokers.keys().copied().collect();
-        (s.topics.contains_key(&spec.name), brokers, s.leader_load())
-    });
+    let (exists, load) = shared
+        .cache
+        .read(|s| (s.topics.contains_key(&spec.name), s.leader_load()));
     // Known to exist: no need to place it (the transaction's guard decides otherwise).
     if exists {
         return Err(Error::TopicExists(spec.name));
     }
+    let brokers = live_brokers(shared).await?;
     let queues = place(spec.queues, &brokers, &load);
     if queues.is_empty() {
         return Err(Error::Unavailable(
@@ -124,6 +125,28 @@ pub async fn create(shared: &Shared, spec: TopicSpec) -> Result<TopicMetadata> {
         internal: spec.internal,
         queues,
     })
+}
+
+/// The ids of the live brokers, read from etcd rather than the cache: queues are placed over
+/// every broker registered before the create, however far this instance's watch lags.
+async fn live_brokers(shared: &Shared) -> Result<Vec<BrokerId>> {
+    let keys = &shared.keys;
+    let mut kv = shared.client.kv_client();
+    let options = GetOptions::new().with_prefix().with_keys_only();
+    let listed = within(
+        shared.config.request_timeout,
+        "list the live brokers",
+        kv.get(keys.brokers(), Some(options)),
+    )
+    .await?;
+    Ok(listed
+        .kvs()
+        .iter()
+        .filter_map(|kv| match keys.parse(kv.key()) {
+            Some(Key::Broker(id)) => Some(id),
+            _ => None,
+        })
+        .collect())
 }
 
 /// `guard`, plus, when this instance is the controller, that its election still stands: a
