@@ -39,7 +39,7 @@ use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::EmbeddedCoordinator;
 pub use error::{Error, Result};
-pub use etcd::{Election, EtcdConfig, EtcdCoordinator};
+pub use etcd::{Election, EtcdConfig, EtcdCoordinator, BROKER_LEASE_TTL_DEFAULT};
 pub use types::*;
 
 /// What a broker asks of the cluster's metadata store. Every method may be called

@@ -11,6 +11,7 @@
 //! # A member of a cluster on etcd (default: no endpoints, the embedded coordinator):
 //! etcd = ["http://127.0.0.1:2379"]
 //! cluster = "runnel"
+//! lease_ttl = "10s"            # how long a silent broker stays registered (and controller)
 //! ```
 //!
 //! Unknown fields are rejected, so a misspelt setting fails loudly instead of silently
@@ -169,6 +170,12 @@ pub struct BrokerConfig {
     /// The cluster's name: its metadata lives under `/runnel/<cluster>/` in etcd. Only used
     /// with `etcd`. Default `runnel`.
     pub cluster: String,
+    /// How long the broker stays registered in etcd after its last keep-alive (whole
+    /// seconds, at least 1): a crashed broker's queues and, if it was the controller, its
+    /// control pass on after this. Shorter fails over sooner; too short risks losing the
+    /// registration to a pause. Only used with `etcd`. Default `10s`.
+    #[serde(with = "humantime_duration")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -189,6 +196,7 @@ impl Default for BrokerConfig {
             group_lag_interval: GROUP_LAG_INTERVAL_DEFAULT,
             etcd: Vec::new(),
             cluster: CLUSTER_DEFAULT.to_owned(),
+            lease_ttl: coordinator::BROKER_LEASE_TTL_DEFAULT,
         }
     }
 }
@@ -246,6 +254,12 @@ impl BrokerConfig {
         }
         if self.clustered() && self.cluster.trim().is_empty() {
             return Err(Error::Config("cluster must not be empty".into()));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(Error::Config(format!(
+                "lease_ttl must be at least 1s, got {}",
+                humantime::format_duration(self.lease_ttl)
+            )));
         }
         if self.group_lag_interval.is_zero() {
             return Err(Error::Config("group_lag_interval must be positive".into()));

@@ -61,6 +61,10 @@ pub struct BrokerArgs {
     /// The cluster's name in etcd [default: runnel].
     #[arg(long)]
     cluster: Option<String>,
+    /// How long a silent broker stays registered in etcd, e.g. 5s; a crashed controller is
+    /// replaced after this [default: 10s].
+    #[arg(long)]
+    lease_ttl: Option<humantime::Duration>,
 }
 
 /// The admin endpoint when neither the config file nor a flag names one.
@@ -107,6 +111,9 @@ fn load_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     }
     if let Some(cluster) = &args.cluster {
         config.cluster = cluster.clone();
+    }
+    if let Some(ttl) = args.lease_ttl {
+        config.lease_ttl = ttl.into();
     }
     if let Some(flush) = &args.flush {
         config.flush = flush
@@ -204,7 +211,8 @@ async fn connect_coordinator(config: &BrokerConfig) -> anyhow::Result<Running> {
         return Ok(Running::Embedded(Arc::new(coordinator)));
     }
     let endpoints = config.etcd.join(",");
-    let etcd = EtcdConfig::new(config.etcd.clone(), config.cluster.clone());
+    let mut etcd = EtcdConfig::new(config.etcd.clone(), config.cluster.clone());
+    etcd.broker_lease_ttl = config.lease_ttl;
     let coordinator = EtcdCoordinator::connect(etcd, Arc::new(SystemClock))
         .await
         .with_context(|| {
@@ -274,6 +282,8 @@ mod tests {
             "3",
             "--listen",
             "127.0.0.1:10915",
+            "--lease-ttl",
+            "4s",
         ]);
         assert!(member.clustered());
         assert_eq!(
@@ -283,5 +293,7 @@ mod tests {
         assert_eq!(member.cluster, "east");
         assert_eq!(member.broker_id, 3);
         assert_eq!(member.listen, "127.0.0.1:10915");
+        assert_eq!(member.lease_ttl, std::time::Duration::from_secs(4));
+        assert_eq!(alone.lease_ttl, std::time::Duration::from_secs(10));
     }
 }
