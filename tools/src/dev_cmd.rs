@@ -161,6 +161,7 @@ fn start_etcd(args: &ClusterArgs, children: &mut Children) -> anyhow::Result<Str
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
+    die_with_parent(&mut command);
     let child = command.spawn().with_context(|| {
         format!(
             "starting {} (install etcd, e.g. `apt-get install etcd-server`, or pass --etcd-bin)",
@@ -219,6 +220,7 @@ impl Children {
         log: &Path,
     ) -> anyhow::Result<String> {
         let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        die_with_parent(&mut command);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -305,4 +307,32 @@ fn reap(name: &str, child: &mut Child) {
             }
         }
     }
+}
+
+/// Has the child receive SIGTERM when this process dies, however it dies (a SIGKILL leaves no
+/// chance to stop the children): each is in a process group of its own, so it would
+/// otherwise outlive `runnel dev cluster`, holding its ports. Linux only; elsewhere the
+/// children are stopped on a clean exit alone.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (prctl, getppid, _exit).
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl: then nobody will signal.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
