@@ -231,7 +231,10 @@ impl Broker {
             })?;
         // The coordinator event that opens it here may not have been handled yet.
         self.adopt_topic(OFFSETS_TOPIC).await?;
-        let _ = self.refresh_addresses().await;
+        // Best effort: the addresses only improve NotLeader hints.
+        if let Err(failure) = self.refresh_addresses().await {
+            tracing::debug!(%failure, "broker addresses not refreshed");
+        }
         self.local_topic(OFFSETS_TOPIC).ok_or_else(|| {
             if self.is_closing() {
                 error::shutting_down()

@@ -588,7 +588,9 @@ impl Broker {
         if let Ok(metas) = self.coordinator.groups().await {
             groups.extend(metas.into_iter().map(|m| m.name));
         }
-        let _ = self.refresh_addresses().await;
+        if let Err(failure) = self.refresh_addresses().await {
+            tracing::debug!(%failure, "lag refresh: broker addresses not refreshed");
+        }
         for group in groups {
             if !self.serves_group_offsets(&group) {
                 continue; // its offsets broker publishes its lag
