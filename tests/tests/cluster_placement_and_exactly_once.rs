@@ -14,7 +14,9 @@
 //! Checks: placement — `describe_topic` and `query_route` agree, and each broker leads exactly
 //! 4 queues; every acknowledged message delivered (lost: 0), exactly once (duplicates are
 //! counted and printed, then must be 0), intact, at the queue and offset its receipt named;
-//! every queue received messages; the group's total lag reaches 0.
+//! every queue received messages; the group's total lag reaches 0. Then groups that only
+//! ever committed offsets (by an offset reset), one kept on each broker, are all listed by an
+//! admin client that knows one broker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use tests::wait::{self, REQUEST_TIMEOUT};
 use wire::client::{
     Admin, Client, ConsumeFrom, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
 };
-use wire::protocol::GroupState;
+use wire::protocol::{offsets_queue_for, GroupState, OffsetSpec, OFFSETS_TOPIC};
 
 const BROKERS: usize = 3;
 const TOPIC: &str = "spread";
@@ -146,6 +148,8 @@ async fn three_brokers_split_twelve_queues_and_a_group_reads_each_message_once()
         "duplicate deliveries without a rebalance"
     );
 
+    check_group_listing(&admin).await;
+
     // Closing the clients is enough: shutting consumers down one by one (each leave bumps
     // the generation) costs the next one's revoked commits a wait for a generation its
     // stopped heartbeat loop never brings.
@@ -208,4 +212,39 @@ async fn start_consumer(cluster: &Cluster, id: u32, ledger: Arc<Ledger>) -> (Pus
     };
     let consumer = start_recording(&client, config, ledger.clone()).await;
     (consumer, client)
+}
+
+/// Commits offsets (a reset, no members) for one group per broker, each kept on that broker,
+/// and checks the admin lists them all with the consuming group.
+async fn check_group_listing(admin: &Admin) {
+    let offsets = admin
+        .query_route(OFFSETS_TOPIC)
+        .await
+        .expect("route the offsets topic");
+    let queues = offsets.queues.len() as u32;
+    let mut archives = Vec::new();
+    for broker in 0..BROKERS as u32 {
+        let group = (0..1000)
+            .map(|n| format!("archive-{n}"))
+            .find(|g| {
+                let queue = offsets_queue_for(g, queues) as usize;
+                offsets.queues[queue].leader == broker
+            })
+            .unwrap_or_else(|| panic!("a group whose offsets broker {broker} keeps"));
+        admin
+            .reset_offsets(&group, Some(TOPIC), OffsetSpec::Earliest, true)
+            .await
+            .expect("commit offsets by a reset");
+        archives.push(group);
+    }
+    let listed: Vec<String> = admin
+        .list_groups()
+        .await
+        .expect("list the groups")
+        .into_iter()
+        .map(|g| g.group)
+        .collect();
+    for group in archives.iter().chain([&GROUP.to_owned()]) {
+        assert!(listed.contains(group), "{group} missing from {listed:?}");
+    }
 }

@@ -7,7 +7,7 @@
 //! `Error::Server` with the broker's code (`TopicExists`, `UnknownTopic`, `GroupNotEmpty`, …).
 //! The `runnel` CLI's admin commands are built on these.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::cluster::Client;
 use crate::error::Result;
@@ -107,8 +107,35 @@ impl Admin {
         self.client.call_any(request).await
     }
 
+    /// Every group: those with members (any broker knows them, from the coordinator) and
+    /// those with committed offsets only, which only the broker keeping their offsets knows;
+    /// so in a cluster every live broker is asked, as Kafka's admin client does. A broker
+    /// that cannot be reached is skipped with a warning.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        Ok(self.client.call_any(ListGroupsRequest {}).await?.groups)
+        let first = self.client.call_any(ListGroupsRequest {}).await?.groups;
+        let cluster = self.describe_cluster().await?;
+        if cluster.brokers.len() <= 1 {
+            return Ok(first);
+        }
+        let mut groups: BTreeMap<String, GroupSummary> =
+            first.into_iter().map(|g| (g.group.clone(), g)).collect();
+        for broker in &cluster.brokers {
+            match self
+                .client
+                .call_at(&broker.address, ListGroupsRequest {})
+                .await
+            {
+                Ok(theirs) => {
+                    for group in theirs.groups {
+                        groups.entry(group.group.clone()).or_insert(group);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(broker = broker.broker_id, %error, "could not list the groups of a broker");
+                }
+            }
+        }
+        Ok(groups.into_values().collect())
     }
 
     /// A group's state, members with their assignments, and per-queue offsets and lag. The
