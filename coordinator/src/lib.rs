@@ -92,7 +92,10 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     async fn groups(&self) -> Result<Vec<GroupMetadata>>;
 
     /// Checks that `member_id` is a live member of `group` in `generation` (offset-commit
-    /// fencing): `UnknownMember` or `IllegalGeneration` otherwise.
+    /// fencing): `UnknownMember` or `IllegalGeneration` otherwise. An implementation whose
+    /// view can lag (etcd's cache) first waits, bounded, for a generation newer than it knows:
+    /// a member that joined through another broker may commit here before this view has
+    /// seen its generation. A stale generation is refused at once.
     async fn check_generation(&self, group: &str, member_id: &str, generation: u64) -> Result<()>;
 
     /// The coordinator's kind, the cluster's name and its controller.

@@ -15,13 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use coordinator::{
-    AssignmentStrategy, Coordinator, CoordinatorEvent, GroupMetadata, GroupPhase, MemberSpec,
-    QueueId,
-};
+use coordinator::{AssignmentStrategy, GroupMetadata, GroupPhase, MemberSpec, QueueId};
 use parking_lot::Mutex;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
 use wire::protocol::Response;
 use wire::protocol::{
     CommitOffsetsRequest, FetchOffsetsRequest, FetchOffsetsResponse, GroupDescription,
@@ -39,9 +34,6 @@ use crate::service::{ready, Answer};
 
 /// Shortest session timeout a member may ask for.
 pub const SESSION_TIMEOUT_MS_MIN: u32 = 100;
-/// Longest a commit waits for this broker's view of its group to reach the generation it
-/// carries (see `check_generation`).
-pub const GENERATION_CATCH_UP_MAX: Duration = Duration::from_secs(5);
 /// Longest session timeout a member may ask for: 30 minutes (Kafka's group maximum).
 pub const SESSION_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
 
@@ -293,7 +285,10 @@ impl Broker {
         let fenced_group = group.clone();
         let fence = match (member_id.is_empty(), generation) {
             (false, Some(generation)) => self.runtime.spawn(async move {
-                check_generation(coordinator.as_ref(), &fenced_group, &member_id, generation).await
+                coordinator
+                    .check_generation(&fenced_group, &member_id, generation)
+                    .await
+                    .map_err(error::metadata)
             }),
             (true, None) => self.runtime.spawn(async move {
                 let meta = coordinator
@@ -625,65 +620,6 @@ fn publish_lag(group: &str, offsets: &[GroupQueueOffset]) {
     }
     for (topic, lag) in by_topic {
         crate::metrics::group_lag(group, topic, lag);
-    }
-}
-
-/// The coordinator's generation check, made again once this broker's view of the group has
-/// caught up when the commit carries a generation newer than the one it knows: a member that
-/// joined through another broker can commit here before this broker's coordinator has seen
-/// its generation. Only such commits wait (at most `GENERATION_CATCH_UP_MAX`, for the
-/// group's next event); a stale generation is refused at once.
-async fn check_generation(
-    coordinator: &dyn Coordinator,
-    group: &str,
-    member_id: &str,
-    generation: u64,
-) -> Result<(), ServiceError> {
-    let mut events = coordinator.events();
-    let deadline = tokio::time::Instant::now() + GENERATION_CATCH_UP_MAX;
-    loop {
-        let refused = match coordinator
-            .check_generation(group, member_id, generation)
-            .await
-        {
-            Ok(()) => return Ok(()),
-            Err(
-                refused @ (coordinator::Error::UnknownMember { .. }
-                | coordinator::Error::IllegalGeneration { .. }),
-            ) => refused,
-            Err(other) => return Err(error::metadata(other)),
-        };
-        let known = coordinator
-            .group(group)
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |meta| meta.generation);
-        if generation <= known {
-            return Err(error::metadata(refused));
-        }
-        match tokio::time::timeout_at(deadline, next_group_event(&mut events, group)).await {
-            Ok(true) => continue,
-            Ok(false) | Err(_) => return Err(error::metadata(refused)),
-        }
-    }
-}
-
-/// Waits for the next event about `group` (or lost events, which may have held one); false
-/// if the coordinator's events ended.
-async fn next_group_event(events: &mut Receiver<CoordinatorEvent>, wanted: &str) -> bool {
-    loop {
-        match events.recv().await {
-            Ok(CoordinatorEvent::GroupRebalanced { group, .. })
-            | Ok(CoordinatorEvent::QueuesGranted { group, .. })
-                if group == wanted =>
-            {
-                return true
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => return true,
-            Err(RecvError::Closed) => return false,
-        }
     }
 }
 

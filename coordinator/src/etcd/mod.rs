@@ -522,9 +522,29 @@ impl Coordinator for EtcdCoordinator {
     }
 
     async fn check_generation(&self, group: &str, member_id: &str, generation: u64) -> Result<()> {
+        let keys = &self.shared.keys;
+        let cached = |s: &cache::Snapshot| {
+            s.assignment(keys, group)
+                .ok()
+                .flatten()
+                .map_or(0, |a| a.generation)
+        };
+        // A member may have its generation from a broker whose view is ahead of this one's:
+        // wait (bounded) for this cache to reach it before judging.
+        if self.shared.cache.read(cached) < generation {
+            let _ = self
+                .shared
+                .cache
+                .wait_until(
+                    self.shared.config.cache_wait,
+                    &format!("generation {generation} of group {group}"),
+                    |s| cached(s) >= generation,
+                )
+                .await;
+        }
         self.shared.cache.read(|s| {
             let assignment = s
-                .assignment(&self.shared.keys, group)?
+                .assignment(keys, group)?
                 .filter(|a| a.members.contains_key(member_id))
                 .ok_or_else(|| Error::UnknownMember {
                     group: group.to_owned(),
