@@ -9,9 +9,8 @@ use common::cluster::*;
 use common::*;
 use semantics::OFFSETS_TOPIC;
 use wire::protocol::{
-    offsets_queue_for, CommitOffsetsRequest, DescribeGroupRequest, DescribeTopicRequest,
-    FetchOffsetsRequest, HeartbeatRequest, OffsetCommit, OffsetSpec, QueueOffset,
-    ResetOffsetsRequest, Subscription,
+    CommitOffsetsRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest,
+    HeartbeatRequest, OffsetCommit, OffsetSpec, QueueOffset, ResetOffsetsRequest, Subscription,
 };
 use wire::ErrorCode;
 
@@ -96,12 +95,7 @@ async fn a_groups_offsets_are_served_by_its_offsets_queue_leader_only() {
     assert!(leaders.contains(&1) && leaders.contains(&2), "{leaders:?}");
 
     // One group whose offsets live on each broker.
-    let on = |id: u32| {
-        (0..1000)
-            .map(|i| format!("group-{i}"))
-            .find(|g| leaders[offsets_queue_for(g, 4) as usize] == id)
-            .expect("a group hashing onto the broker")
-    };
+    let on = |id: u32| group_led_by(&leaders, id);
     for (home, away, id) in [(&a, &b, 1), (&b, &a, 2)] {
         let group = on(id);
         let naming = format!("group {group}'s offsets are on broker {id} (at 127.0.0.1:2000{id})");

@@ -5,9 +5,7 @@ mod common;
 
 use common::cluster::*;
 use common::*;
-use wire::protocol::{
-    offsets_queue_for, DescribeTopicRequest, FetchOffsetsRequest, OffsetSpec, ResetOffsetsRequest,
-};
+use wire::protocol::{DescribeTopicRequest, FetchOffsetsRequest, OffsetSpec, ResetOffsetsRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_covers_the_queues_other_brokers_lead() {
@@ -49,10 +47,8 @@ async fn a_reset_covers_the_queues_other_brokers_lead() {
     )
     .await
     .unwrap();
-    let group = (0..1000)
-        .map(|i| format!("group-{i}"))
-        .find(|g| offsets.queues[offsets_queue_for(g, 4) as usize].leader == 1)
-        .expect("a group whose offsets are on broker 1");
+    let leaders: Vec<u32> = offsets.queues.iter().map(|q| q.leader).collect();
+    let group = group_led_by(&leaders, 1);
 
     let reset = |to, execute| ResetOffsetsRequest {
         group: group.clone(),

@@ -85,6 +85,16 @@ where
         .expect_err("the broker should refuse")
 }
 
+/// A group name whose offsets queue is led by broker `leader`, given each offsets queue's
+/// leader in queue order.
+pub fn group_led_by(offsets_leaders: &[u32], leader: u32) -> String {
+    let queues = offsets_leaders.len() as u32;
+    (0..1000)
+        .map(|n| format!("group-{n}"))
+        .find(|g| offsets_leaders[wire::protocol::offsets_queue_for(g, queues) as usize] == leader)
+        .unwrap_or_else(|| panic!("no group's offsets are on broker {leader}: {offsets_leaders:?}"))
+}
+
 pub fn assert_not_leader(failure: &ServiceError, naming: &str) {
     assert_eq!(failure.code, ErrorCode::NotLeader, "{failure}");
     assert!(
