@@ -436,7 +436,6 @@ impl Broker {
             }
         }
         let offsets = self.group_offsets(group, &topics, &owners);
-        publish_lag(group, &offsets);
         Ok(GroupDescription {
             group: group.to_owned(),
             state: meta.as_ref().map_or(GroupState::Empty, group_state),
@@ -590,8 +589,16 @@ impl Broker {
             if !self.serves_group_offsets(&group) {
                 continue; // its offsets broker publishes its lag
             }
-            if let Err(failure) = self.describe_group(&group).await {
-                tracing::debug!(%group, %failure, "could not refresh group lag");
+            // In a cluster this broker knows the ends of the queues it leads only: the rest
+            // come from their leaders, as a client's description does.
+            let described = if self.config.clustered() {
+                self.remote_group_description(&group).await
+            } else {
+                self.describe_group(&group).await
+            };
+            match described {
+                Ok(description) => publish_lag(&group, &description.offsets),
+                Err(failure) => tracing::debug!(%group, %failure, "could not refresh group lag"),
             }
         }
     }

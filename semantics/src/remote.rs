@@ -1,7 +1,8 @@
 //! What a broker asks of the other brokers of its cluster, through the native client: the
 //! offsets of queues led elsewhere, which a group's `ResetOffsets` needs because the group's
-//! offsets broker serves every queue of the group's topics but leads only some; and topic
-//! creates and deletes, which it forwards to the controller.
+//! offsets broker serves every queue of the group's topics but leads only some (and so does
+//! the `runnel_group_lag` gauge); and topic creates and deletes, which it forwards to the
+//! controller.
 //!
 //! The client is made on first use (never, on a single broker: it leads every queue) with the
 //! live brokers as bootstrap, and follows routes like any client: `OffsetForTime` goes to
@@ -16,7 +17,9 @@
 use std::time::Duration;
 
 use wire::client::{Admin, Client, ClientConfig};
-use wire::protocol::{CreateTopicRequest, DeleteTopicRequest, OffsetSpec, TopicDescription};
+use wire::protocol::{
+    CreateTopicRequest, DeleteTopicRequest, GroupDescription, OffsetSpec, TopicDescription,
+};
 use wire::{ErrorCode, RequestContext, ServiceError};
 
 use crate::broker::Broker;
@@ -62,6 +65,22 @@ impl Broker {
                     code,
                     format!("asking the leader of {topic}-{queue} for its offsets: {failure}"),
                 )
+            })
+    }
+
+    /// `group`'s description as a client sees it: asked of its offsets broker (this one, when
+    /// it serves the group), with every queue's end offset and lag from the queue's leader.
+    pub(crate) async fn remote_group_description(
+        &self,
+        group: &str,
+    ) -> Result<GroupDescription, ServiceError> {
+        let client = self.remote_client()?;
+        Admin::new(&client)
+            .describe_group(group)
+            .await
+            .map_err(|failure| {
+                let code = failure.code().unwrap_or(ErrorCode::Busy);
+                ServiceError::new(code, format!("describing group {group}: {failure}"))
             })
     }
 

@@ -16,7 +16,8 @@
 //! counted and printed, then must be 0), intact, at the queue and offset its receipt named;
 //! every queue received messages; the group's total lag reaches 0. Then groups that only
 //! ever committed offsets (by an offset reset), one kept on each broker, are all listed by an
-//! admin client that knows one broker.
+//! admin client that knows one broker, and each one's offsets broker reports the group's
+//! whole lag (100 000: reset to the earliest offsets) in `runnel_group_lag`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,12 +41,14 @@ const BODY_BYTES_MAX: usize = 4 << 10;
 const SIZE_SEED: u64 = 0x0005_9EAD;
 /// Messages per listener call.
 const CONSUME_BATCH_SIZE: usize = 32;
+/// How often brokers refresh `runnel_group_lag`: often, so the test need not wait long.
+const LAG_INTERVAL: &str = "200ms";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_brokers_split_twelve_queues_and_a_group_reads_each_message_once() {
     tests::init_client_logs();
     let started = Instant::now();
-    let cluster = Cluster::start(BROKERS).await;
+    let mut cluster = Cluster::start_with(BROKERS, &["--group-lag-interval", LAG_INTERVAL]).await;
     eprintln!("cluster of {BROKERS} up in {:?}", started.elapsed());
 
     let admin_client = cluster.client(1, "admin").await;
@@ -148,7 +151,21 @@ async fn three_brokers_split_twelve_queues_and_a_group_reads_each_message_once()
         "duplicate deliveries without a rebalance"
     );
 
-    check_group_listing(&admin).await;
+    let archives = check_group_listing(&admin).await;
+    // Each archive group's offsets broker reports its whole lag, though it leads a third of
+    // the topic's queues: the others' ends come from their leaders.
+    for (group, broker) in &archives {
+        let series = format!("runnel_group_lag{{group=\"{group}\",topic=\"{TOPIC}\"}}");
+        let metrics = cluster.broker(*broker);
+        wait::until("the lag gauge of a group kept elsewhere", || {
+            let seen = match metrics.metric(&series) {
+                Some(lag) if lag == MESSAGES as f64 => Ok(()),
+                other => Err(format!("{series} = {other:?}")),
+            };
+            async move { seen }
+        })
+        .await;
+    }
 
     // Closing the clients is enough: shutting consumers down one by one (each leave bumps
     // the generation) costs the next one's revoked commits a wait for a generation its
@@ -215,8 +232,9 @@ async fn start_consumer(cluster: &Cluster, id: u32, ledger: Arc<Ledger>) -> (Pus
 }
 
 /// Commits offsets (a reset, no members) for one group per broker, each kept on that broker,
-/// and checks the admin lists them all with the consuming group.
-async fn check_group_listing(admin: &Admin) {
+/// and checks the admin lists them all with the consuming group; answers each group with
+/// the broker keeping its offsets.
+async fn check_group_listing(admin: &Admin) -> Vec<(String, u32)> {
     let offsets = admin
         .query_route(OFFSETS_TOPIC)
         .await
@@ -235,7 +253,7 @@ async fn check_group_listing(admin: &Admin) {
             .reset_offsets(&group, Some(TOPIC), OffsetSpec::Earliest, true)
             .await
             .expect("commit offsets by a reset");
-        archives.push(group);
+        archives.push((group, broker));
     }
     let listed: Vec<String> = admin
         .list_groups()
@@ -244,7 +262,8 @@ async fn check_group_listing(admin: &Admin) {
         .into_iter()
         .map(|g| g.group)
         .collect();
-    for group in archives.iter().chain([&GROUP.to_owned()]) {
+    for group in archives.iter().map(|(g, _)| g).chain([&GROUP.to_owned()]) {
         assert!(listed.contains(group), "{group} missing from {listed:?}");
     }
+    archives
 }

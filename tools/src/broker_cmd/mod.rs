@@ -65,6 +65,9 @@ pub struct BrokerArgs {
     /// replaced after this [default: 10s].
     #[arg(long)]
     lease_ttl: Option<humantime::Duration>,
+    /// How often the runnel_group_lag gauge is refreshed, e.g. 10s [default: 10s].
+    #[arg(long)]
+    group_lag_interval: Option<humantime::Duration>,
 }
 
 /// The admin endpoint when neither the config file nor a flag names one.
@@ -114,6 +117,9 @@ fn load_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     }
     if let Some(ttl) = args.lease_ttl {
         config.lease_ttl = ttl.into();
+    }
+    if let Some(interval) = args.group_lag_interval {
+        config.group_lag_interval = interval.into();
     }
     if let Some(flush) = &args.flush {
         config.flush = flush
