@@ -9,7 +9,9 @@
 //! heartbeats go on meanwhile so the session stays alive.
 //!
 //! Joining (the first heartbeat, which `start` awaits) retries retriable refusals (`Busy`
-//! while the broker's coordinator reconnects) within the client's request timeout. Failures never end the task. A heartbeat the broker refuses with `UnknownMember` or
+//! while the broker's coordinator reconnects) within the client's request timeout.
+//!
+//! Failures never end the task. A heartbeat the broker refuses with `UnknownMember` or
 //! `IllegalGeneration` drops every queue and rejoins with no generation; a commit refused that
 //! way asks for a heartbeat now, whose answer decides (a commit can race a generation change
 //! that the next heartbeat simply takes up). Transport failures are retried after a back-off.
