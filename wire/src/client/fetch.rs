@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::batch::split_batches;
-use log_core::BatchError;
+use log_core::{BatchError, RecordBatch};
 
 use super::cluster::Client;
 use super::consume_from::{out_of_range_reset, queue_bounds};
@@ -50,6 +50,17 @@ pub(crate) struct PullSettings {
     pub(crate) wait: Duration,
 }
 
+/// A pull's answer with its batches split and checked (CRC included) but no record decoded:
+/// enough to know where the next pull starts before this one is decoded.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    batches: Vec<RecordBatch>,
+    /// Where the next pull starts: past every whole batch returned.
+    pub(crate) next_offset: u64,
+    /// The queue's log end offset when the broker answered (0 when unknown).
+    pub(crate) log_end_offset: u64,
+}
+
 /// Pulls `queue` from `offset`; after `OffsetOutOfRange` returns no messages and the offset
 /// to go on from (see `consume_from`).
 pub(crate) async fn pull(
@@ -59,6 +70,17 @@ pub(crate) async fn pull(
     settings: PullSettings,
     filter: &TagFilter,
 ) -> Result<Fetched> {
+    let checked = pull_checked(client, queue, offset, settings).await?;
+    decode_checked(queue, offset, checked, filter)
+}
+
+/// `pull` up to the decoding of records: the batches checked, the next offset known.
+pub(crate) async fn pull_checked(
+    client: &Client,
+    queue: &QueueRef,
+    offset: u64,
+    settings: PullSettings,
+) -> Result<Checked> {
     let request = PullRequest {
         topic: queue.topic.clone(),
         queue: queue.queue,
@@ -72,9 +94,9 @@ pub(crate) async fn pull(
         .await
     {
         Ok(response) => {
-            let mut fetched = decode(queue, offset, response.batches, filter)?;
-            fetched.log_end_offset = response.log_end_offset;
-            Ok(fetched)
+            let mut checked = check(offset, response.batches)?;
+            checked.log_end_offset = response.log_end_offset;
+            Ok(checked)
         }
         Err(error) if error.code() == Some(ErrorCode::OffsetOutOfRange) => {
             let bounds = queue_bounds(client, queue).await?;
@@ -88,8 +110,8 @@ pub(crate) async fn pull(
                 next_offset,
                 "offset out of range; moving on"
             );
-            Ok(Fetched {
-                messages: Vec::new(),
+            Ok(Checked {
+                batches: Vec::new(),
                 next_offset,
                 log_end_offset: bounds.end,
             })
@@ -99,14 +121,20 @@ pub(crate) async fn pull(
 }
 
 /// Decodes a pull response's batches; see the module docs.
+#[cfg(test)]
 pub(crate) fn decode(
     queue: &QueueRef,
     requested: u64,
     batches: Bytes,
     filter: &TagFilter,
 ) -> Result<Fetched> {
-    let mut fetched = Fetched {
-        messages: Vec::new(),
+    decode_checked(queue, requested, check(requested, batches)?, filter)
+}
+
+/// Splits and checks a pull response's batches, and finds where the next pull starts.
+fn check(requested: u64, batches: Bytes) -> Result<Checked> {
+    let mut checked = Checked {
+        batches: Vec::new(),
         next_offset: requested,
         log_end_offset: 0,
     };
@@ -118,10 +146,27 @@ pub(crate) fn decode(
         };
         let header = batch.header();
         let batch_end = header.next_offset().0;
-        if batch_end <= requested || header.is_control() {
-            fetched.next_offset = fetched.next_offset.max(batch_end);
-            continue;
+        checked.next_offset = checked.next_offset.max(batch_end);
+        if batch_end > requested && !header.is_control() {
+            checked.batches.push(batch);
         }
+    }
+    Ok(checked)
+}
+
+/// Decodes the records of checked batches at or after `requested` that pass `filter`.
+pub(crate) fn decode_checked(
+    queue: &QueueRef,
+    requested: u64,
+    checked: Checked,
+    filter: &TagFilter,
+) -> Result<Fetched> {
+    let mut fetched = Fetched {
+        messages: Vec::new(),
+        next_offset: checked.next_offset,
+        log_end_offset: checked.log_end_offset,
+    };
+    for batch in &checked.batches {
         for record in batch.records().map_err(invalid_batch)? {
             let record = record.map_err(invalid_batch)?;
             if record.offset.0 < requested {
@@ -132,7 +177,6 @@ pub(crate) fn decode(
                 fetched.messages.push(message);
             }
         }
-        fetched.next_offset = fetched.next_offset.max(batch_end);
     }
     Ok(fetched)
 }

@@ -4,6 +4,9 @@
 //! Every owned queue has one fetcher task that long-polls it from its position onwards and
 //! sends what it gets (`Chunk`s) into one bounded channel shared by all queues, so at most
 //! `PULL_CHUNKS_BUFFERED` pulls' worth of messages wait for `poll` (plus one in each fetcher).
+//! A fetcher sends its next pull as soon as a pull's batches are checked, before it decodes
+//! their records, so the broker reads and sends the next while this side decodes: two pulls
+//! per queue may be in flight, and one more answer may wait in the fetcher.
 //! A queue's position is the offset after the last message `poll` returned: what `commit`
 //! commits. A fetcher that has to find its start offset first (committed offset or
 //! `ConsumeFrom`) reports it as a chunk without a start.
@@ -17,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::task::Poll;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -24,7 +28,7 @@ use tokio::task::AbortHandle;
 
 use super::cluster::Client;
 use super::consume_from::{resolve_start, ConsumeFrom};
-use super::fetch::{pull, PullSettings};
+use super::fetch::{decode_checked, pull_checked, Checked, PullSettings};
 use super::membership::{BoxFuture, QueueWorkers};
 use super::push_worker::PULL_BACKOFF;
 use super::tag_filter::TagFilter;
@@ -308,10 +312,27 @@ async fn fetch(
         }
     };
     let mut failures = 0;
+    let mut ahead: Option<Ahead> = None;
     // A closed channel means the consumer is gone (its drop aborts fetchers, but membership
     // may start one more while it winds down).
     while !chunks.is_closed() {
-        match pull(&context.client, &queue, offset, context.pull, &filter).await {
+        let answer = match ahead.take() {
+            Some(ahead) if ahead.offset == offset => ahead.answer().await,
+            _ => pull_checked(&context.client, &queue, offset, context.pull).await,
+        };
+        let decoded = match answer {
+            Ok(checked) => {
+                // The next pull goes out before this one is decoded: the broker reads and
+                // sends while this side decodes.
+                if checked.next_offset > offset {
+                    let next = Ahead::send(context.clone(), queue.clone(), checked.next_offset);
+                    ahead = Some(next.await);
+                }
+                decode_checked(&queue, offset, checked, &filter)
+            }
+            Err(error) => Err(error),
+        };
+        match decoded {
             Ok(fetched) => {
                 failures = 0;
                 if fetched.messages.is_empty() && fetched.next_offset == offset {
@@ -332,6 +353,40 @@ async fn fetch(
                 tokio::time::sleep(PULL_BACKOFF.delay(failures)).await;
                 failures += 1;
             }
+        }
+    }
+}
+
+/// A fetcher's next pull, sent before the records of the last one are decoded.
+struct Ahead {
+    offset: u64,
+    answer: AheadAnswer,
+}
+
+enum AheadAnswer {
+    Waiting(BoxFuture<Result<Checked>>),
+    Done(Result<Checked>),
+}
+
+impl Ahead {
+    /// Starts the pull of `queue` at `offset` and drives it until it waits for the broker's
+    /// answer, its request queued on the connection; dropping it abandons the request.
+    async fn send(context: Arc<FetchContext>, queue: QueueRef, offset: u64) -> Ahead {
+        let mut pull: BoxFuture<Result<Checked>> =
+            Box::pin(
+                async move { pull_checked(&context.client, &queue, offset, context.pull).await },
+            );
+        let answer = match std::future::poll_fn(|cx| Poll::Ready(pull.as_mut().poll(cx))).await {
+            Poll::Ready(done) => AheadAnswer::Done(done),
+            Poll::Pending => AheadAnswer::Waiting(pull),
+        };
+        Ahead { offset, answer }
+    }
+
+    async fn answer(self) -> Result<Checked> {
+        match self.answer {
+            AheadAnswer::Waiting(pull) => pull.await,
+            AheadAnswer::Done(done) => done,
         }
     }
 }
