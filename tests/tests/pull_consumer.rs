@@ -81,21 +81,24 @@ async fn a_pull_consumer_reads_every_message_once_in_order_and_seeks_back() {
     // SEEK_TO, and read everything to the end: queue 0 must go on from SEEK_TO, with nothing
     // of the old position coming through (the order check would see it).
     let mut next = BTreeMap::<u32, u64>::new();
-    let mut sought_from = None;
-    while next != ends {
-        let polled = wait::within("a poll", consumer.poll(POLL_TIMEOUT))
-            .await
-            .expect("poll");
-        check_order(&polled, &mut next);
-        ledger.record(&polled);
-        let position = next.get(&0).copied().unwrap_or(0);
-        if sought_from.is_none() && position >= 5 * SEEK_TO {
-            consumer.seek(TOPIC, 0, SEEK_TO).await.expect("seek back");
-            next.insert(0, SEEK_TO);
-            sought_from = Some(position);
+    let reading = async {
+        let mut sought_from = None;
+        while next != ends {
+            let polled = consumer.poll(POLL_TIMEOUT).await.expect("poll");
+            check_order(&polled, &mut next);
+            ledger.record(&polled);
+            let position = next.get(&0).copied().unwrap_or(0);
+            if sought_from.is_none() && position >= 5 * SEEK_TO {
+                consumer.seek(TOPIC, 0, SEEK_TO).await.expect("seek back");
+                next.insert(0, SEEK_TO);
+                sought_from = Some(position);
+            }
         }
-    }
-    let sought_from = sought_from.expect("queue 0 got past the seek point");
+        sought_from
+    };
+    let sought_from = wait::within("every message to be read", reading)
+        .await
+        .expect("queue 0 got past the seek point");
     let report = ledger.report(&receipts);
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert_eq!(report.lost_count, 0, "lost {:?}", report.lost);
