@@ -189,13 +189,13 @@ fn build(codec: Compression, records: &[InputRecord]) -> Bytes {
     builder.build().unwrap().freeze()
 }
 
-/// Feeds bytes through every reading entry point and drains everything; only a panic fails.
+/// Feeds bytes through every reading entry point and drains everything: no input may panic,
+/// and borrowed views must read exactly what the owned records do.
 fn read_everything(bytes: Bytes) {
     if let Ok(batch) = RecordBatch::new(bytes.clone()) {
         if let Ok(records) = batch.records() {
-            for record in records {
-                let _ = record;
-            }
+            let owned: Vec<_> = records.collect();
+            assert_eq!(owned, read_views(&batch), "views and records differ");
         }
     }
     for batch in split_batches(bytes) {
@@ -203,6 +203,30 @@ fn read_everything(bytes: Bytes) {
             records.for_each(drop);
         }
     }
+}
+
+/// The batch's records read through `Records::next_view`, each view checked against its own
+/// owned form and turned into it.
+fn read_views(batch: &RecordBatch) -> Vec<Result<Record, BatchError>> {
+    let mut records = batch.records().unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = records.next_view() {
+        out.push(item.map(|view| {
+            let record = view.to_record();
+            assert_eq!(view.key(), record.key.as_deref());
+            assert_eq!(view.value(), record.value.as_deref());
+            assert_eq!(view.header_count(), record.headers.len());
+            let headers: Vec<_> = view.headers().collect();
+            let owned: Vec<_> = record
+                .headers
+                .iter()
+                .map(|h| (&h.key[..], h.value.as_deref()))
+                .collect();
+            assert_eq!(headers, owned);
+            record
+        }));
+    }
+    out
 }
 
 proptest! {
@@ -218,6 +242,8 @@ proptest! {
         prop_assert_eq!(batch.header().max_timestamp, input.iter().map(|r| r.timestamp).max().unwrap());
         let output: Vec<Record> = batch.records().unwrap().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(output.len(), input.len());
+        let viewed: Vec<Record> = read_views(&batch).into_iter().collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(&viewed, &output);
         for (index, (read, written)) in output.iter().zip(&input).enumerate() {
             prop_assert_eq!(read.offset, Offset(index as u64));
             prop_assert_eq!(read.timestamp, written.timestamp);

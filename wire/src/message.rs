@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use log_core::batch::RecordView;
 use log_core::{BatchBuilder, Record};
 
 use crate::error::{Error, Result};
@@ -172,36 +173,66 @@ impl ReceivedMessage {
     /// Maps a stored record back to a message. Header values that are not UTF-8 are kept
     /// lossily; a record without a value has an empty body.
     pub fn from_record(topic: &str, queue: u32, record: Record) -> ReceivedMessage {
-        let mut message = ReceivedMessage {
+        let headers = record
+            .headers
+            .iter()
+            .map(|h| (&h.key[..], h.value.as_deref()));
+        let mut message = ReceivedMessage::bare(topic, queue, record.offset.0, record.timestamp);
+        message.body = record.value.clone().unwrap_or_default();
+        message.fill(record.key.as_deref(), headers);
+        message
+    }
+
+    /// [`ReceivedMessage::from_record`] from a record read in place: the body is a zero-copy
+    /// slice of the batch, and only the strings the message keeps are allocated.
+    pub fn from_view(topic: &str, queue: u32, record: &RecordView<'_>) -> ReceivedMessage {
+        let mut message = ReceivedMessage::bare(topic, queue, record.offset.0, record.timestamp);
+        message.body = record.value_bytes().unwrap_or_default();
+        message.fill(record.key(), record.headers());
+        message
+    }
+
+    fn bare(topic: &str, queue: u32, offset: u64, born_timestamp: i64) -> ReceivedMessage {
+        ReceivedMessage {
             topic: topic.to_owned(),
             queue,
-            offset: record.offset.0,
+            offset,
             message_id: String::new(),
             tag: None,
             keys: Vec::new(),
             properties: Vec::new(),
-            body: record.value.unwrap_or_default(),
-            born_timestamp: record.timestamp,
-        };
-        if let Some(key) = record.key {
-            message.keys = String::from_utf8_lossy(&key)
+            body: Bytes::new(),
+            born_timestamp,
+        }
+    }
+
+    /// Sets the keys, id, tag and properties from a record's key and headers.
+    fn fill<'a>(
+        &mut self,
+        key: Option<&[u8]>,
+        headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) {
+        if let Some(key) = key {
+            self.keys = String::from_utf8_lossy(key)
                 .split(' ')
                 .map(str::to_owned)
                 .collect();
         }
-        for header in record.headers {
-            let name = String::from_utf8_lossy(&header.key).into_owned();
-            let value = header
-                .value
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_default();
-            match name.as_str() {
-                HEADER_MESSAGE_ID => message.message_id = value,
-                HEADER_TAGS => message.tag = Some(value),
-                _ => message.properties.push((name, value)),
+        let text = |value: Option<&[u8]>| {
+            value
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        for (name, value) in headers {
+            if name == HEADER_MESSAGE_ID.as_bytes() {
+                self.message_id = text(value);
+            } else if name == HEADER_TAGS.as_bytes() {
+                self.tag = Some(text(value));
+            } else {
+                let name = String::from_utf8_lossy(name).into_owned();
+                self.properties.push((name, text(value)));
             }
         }
-        message
     }
 
     pub fn property(&self, name: &str) -> Option<&str> {
@@ -293,8 +324,12 @@ mod tests {
         message.append_to(&mut batch, &id);
         let bytes = batch.build().unwrap().freeze();
         let batch = split_batches(bytes).next().unwrap().unwrap();
+        let mut records = batch.records().unwrap();
+        let viewed =
+            ReceivedMessage::from_view("orders", 3, &records.next_view().unwrap().unwrap());
         let record = batch.records().unwrap().next().unwrap().unwrap();
         let received = ReceivedMessage::from_record("orders", 3, record);
+        assert_eq!(viewed, received, "both mappings agree");
         assert_eq!(received.message_id, id.to_string());
         assert_eq!(received.tag.as_deref(), Some("TagA"));
         assert_eq!(received.keys, vec!["order-1", "user-7"]);

@@ -63,6 +63,13 @@ fn read_everything(bytes: Bytes) {
         if let Ok(records) = batch.records() {
             records.for_each(drop);
         }
+        // The borrowed path: every view read in place and turned into its owned form.
+        if let Ok(mut records) = batch.records() {
+            while let Some(Ok(view)) = records.next_view() {
+                let _ = (view.key(), view.value(), view.headers().count());
+                drop(view.to_record());
+            }
+        }
     }
     for batch in split_batches(bytes) {
         if let Ok(records) = batch.and_then(|batch| batch.records()) {

@@ -35,7 +35,7 @@ mod varint;
 pub use builder::BatchBuilder;
 pub use compression::{Compression, UnknownCompression};
 pub use reader::{split_batches, RecordBatch, Records, SplitBatches, DECOMPRESSED_BYTES_MAX};
-pub use record::{Header, Record};
+pub use record::{Header, HeaderViews, Record, RecordView};
 
 use crate::error::BatchError;
 use crate::types::{LeaderEpoch, Offset, TimestampMs};

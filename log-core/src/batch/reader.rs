@@ -8,7 +8,9 @@
 //!   slices of the buffer the batch came in, no copies.
 //! - Compressed batches are decompressed once, when [`RecordBatch::records`] is called, into
 //!   one buffer of at most [`DECOMPRESSED_BYTES_MAX`] bytes, then iterated the same way.
-//! - [`Records`] yields at most `records_count` records, stops after the first error, and
+//! - [`Records`] yields owned [`Record`]s as an iterator, or borrowed
+//!   [`super::RecordView`]s through [`Records::next_view`]; both come from the same checks.
+//!   It yields at most `records_count` records, stops after the first error, and
 //!   reports [`BatchError::RecordsCountMismatch`] when the bytes end before `records_count`
 //!   records or go on after them. Offset deltas must increase and stay within
 //!   `0..=last_offset_delta`, so no record can claim an offset outside its batch.
@@ -22,7 +24,7 @@ use std::iter::FusedIterator;
 
 use bytes::Bytes;
 
-use super::record::{self, DecodedRecord};
+use super::record::{self, DecodedRecord, RecordView};
 use super::{BatchHeader, Compression, Record, BATCH_HEADER_BYTES};
 use crate::error::BatchError;
 use crate::types::{Offset, TimestampMs};
@@ -123,12 +125,12 @@ impl Records {
         usize::try_from(self.declared).unwrap_or(0)
     }
 
-    fn fail(&mut self, error: BatchError) -> Option<Result<Record, BatchError>> {
+    fn fail(&mut self, error: BatchError) -> BatchError {
         self.done = true;
-        Some(Err(error))
+        error
     }
 
-    fn malformed(&mut self, reason: &'static str) -> Option<Result<Record, BatchError>> {
+    fn malformed(&mut self, reason: &'static str) -> BatchError {
         let index = self.yielded;
         self.fail(BatchError::MalformedRecord { index, reason })
     }
@@ -154,25 +156,21 @@ impl Records {
         Offset(self.base_offset as u64 + offset_delta as u64)
     }
 
-    fn finish(&mut self, raw: DecodedRecord) -> Record {
-        self.previous_offset_delta = Some(raw.offset_delta);
-        self.yielded += 1;
-        Record {
-            offset: self.offset(raw.offset_delta),
-            timestamp: self
-                .log_append_time
-                .unwrap_or_else(|| self.base_timestamp.wrapping_add(raw.timestamp_delta)),
-            key: raw.key,
-            value: raw.value,
-            headers: raw.headers,
+    /// The next record, borrowed from the records region: the same checks as the iterator,
+    /// without building a [`Record`] (no header vector, no reference counts), for readers
+    /// that look at each record once. Mixing it with `next` is fine: both advance the same
+    /// position.
+    pub fn next_view(&mut self) -> Option<Result<RecordView<'_>, BatchError>> {
+        match self.advance()? {
+            Ok((offset, timestamp, raw)) => {
+                Some(Ok(RecordView::new(offset, timestamp, &self.records, raw)))
+            }
+            Err(error) => Some(Err(error)),
         }
     }
-}
 
-impl Iterator for Records {
-    type Item = Result<Record, BatchError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Decodes and checks the next record and moves past it.
+    fn advance(&mut self) -> Option<Result<(Offset, TimestampMs, DecodedRecord), BatchError>> {
         if self.done {
             return None;
         }
@@ -181,29 +179,48 @@ impl Iterator for Records {
             self.done = true;
             if self.position < self.records.len() {
                 let found = self.yielded + self.trailing_records();
-                return self.fail(BatchError::RecordsCountMismatch { declared, found });
+                return Some(Err(
+                    self.fail(BatchError::RecordsCountMismatch { declared, found })
+                ));
             }
             return None;
         }
         if self.position >= self.records.len() {
             let found = self.yielded;
-            return self.fail(BatchError::RecordsCountMismatch { declared, found });
+            return Some(Err(
+                self.fail(BatchError::RecordsCountMismatch { declared, found })
+            ));
         }
         let (raw, next) = match record::decode(&self.records, self.position) {
             Ok(decoded) => decoded,
-            Err(reason) => return self.malformed(reason),
+            Err(reason) => return Some(Err(self.malformed(reason))),
         };
         if raw.offset_delta < 0 || raw.offset_delta > self.last_offset_delta {
-            return self.malformed("offset delta outside the batch's offsets");
+            return Some(Err(
+                self.malformed("offset delta outside the batch's offsets")
+            ));
         }
         if self
             .previous_offset_delta
             .is_some_and(|previous| raw.offset_delta <= previous)
         {
-            return self.malformed("offset deltas do not increase");
+            return Some(Err(self.malformed("offset deltas do not increase")));
         }
         self.position = next;
-        Some(Ok(self.finish(raw)))
+        self.previous_offset_delta = Some(raw.offset_delta);
+        self.yielded += 1;
+        let timestamp = self
+            .log_append_time
+            .unwrap_or_else(|| self.base_timestamp.wrapping_add(raw.timestamp_delta));
+        Some(Ok((self.offset(raw.offset_delta), timestamp, raw)))
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_view()?.map(|view| view.to_record()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

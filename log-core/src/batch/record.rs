@@ -21,8 +21,13 @@
 //! Varints are zig-zag ([`super::varint`]). There is no per-record checksum: the batch CRC
 //! covers the records. Decoding checks every length against the bytes left in the record
 //! before slicing, sizes the header vector from the bytes left rather than from the declared
-//! count, and rejects lengths below -1 that Kafka's Java reader would read as null. Decoded
-//! keys, values and headers are [`Bytes`] slices of the batch buffer: no copies.
+//! count, and rejects lengths below -1 that Kafka's Java reader would read as null. Decoding
+//! finds where each field lies ([`DecodedRecord`] holds ranges); a [`RecordView`] lends them
+//! as slices of the records region, and a [`Record`] holds them as [`Bytes`] slices of the
+//! batch buffer: no copies either way.
+
+use std::iter::FusedIterator;
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -137,21 +142,180 @@ fn put_bytes_field(out: &mut BytesMut, field: Option<&[u8]>) {
 }
 
 /// A record as it lies in the batch, before the reader applies the batch's base offset and
-/// timestamp.
+/// timestamp: where its fields are in the records region, every range checked to lie inside
+/// the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DecodedRecord {
     pub timestamp_delta: i64,
     pub offset_delta: i32,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub headers: Vec<Header>,
+    pub key: Option<Range<usize>>,
+    pub value: Option<Range<usize>>,
+    /// The headers after their count, already walked and checked.
+    pub headers: Range<usize>,
+    pub header_count: usize,
+}
+
+/// A record borrowed from its batch's records region: what [`Record`] holds, without building
+/// it. Fields are read in place (`key`, `value`, `headers`); `value_bytes` and `key_bytes`
+/// give zero-copy [`Bytes`] when a field must outlive the view. Made by
+/// [`super::Records::next_view`].
+#[derive(Clone, Debug)]
+pub struct RecordView<'a> {
+    pub offset: Offset,
+    pub timestamp: TimestampMs,
+    region: &'a Bytes,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    headers: Range<usize>,
+    header_count: usize,
+}
+
+impl<'a> RecordView<'a> {
+    pub(crate) fn new(
+        offset: Offset,
+        timestamp: TimestampMs,
+        region: &'a Bytes,
+        decoded: DecodedRecord,
+    ) -> RecordView<'a> {
+        RecordView {
+            offset,
+            timestamp,
+            region,
+            key: decoded.key,
+            value: decoded.value,
+            headers: decoded.headers,
+            header_count: decoded.header_count,
+        }
+    }
+
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key.clone().and_then(|range| self.region.get(range))
+    }
+
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value.clone().and_then(|range| self.region.get(range))
+    }
+
+    /// The key as a zero-copy slice of the batch buffer.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.clone().map(|range| self.region.slice(range))
+    }
+
+    /// The value as a zero-copy slice of the batch buffer.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.clone().map(|range| self.region.slice(range))
+    }
+
+    /// The headers in order, as (key, value) slices; `None` for a null value.
+    pub fn headers(&self) -> HeaderViews<'a> {
+        HeaderViews {
+            region: self.region,
+            ranges: self.header_ranges(),
+        }
+    }
+
+    pub fn header_count(&self) -> usize {
+        self.header_count
+    }
+
+    fn header_ranges(&self) -> HeaderRanges<'a> {
+        HeaderRanges {
+            region: self.region,
+            position: self.headers.start,
+            end: self.headers.end,
+            left: self.header_count,
+        }
+    }
+
+    /// The owned form: the same fields as [`Bytes`] slices of the batch buffer.
+    pub fn to_record(&self) -> Record {
+        let headers = self
+            .header_ranges()
+            .map(|(key, value)| Header {
+                key: self.region.slice(key),
+                value: value.map(|value| self.region.slice(value)),
+            })
+            .collect();
+        Record {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key_bytes(),
+            value: self.value_bytes(),
+            headers,
+        }
+    }
+}
+
+/// A record's headers read in place. See [`RecordView::headers`].
+#[derive(Clone, Debug)]
+pub struct HeaderViews<'a> {
+    region: &'a [u8],
+    ranges: HeaderRanges<'a>,
+}
+
+impl<'a> Iterator for HeaderViews<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, value) = self.ranges.next()?;
+        let region = self.region;
+        Some((&region[key], value.map(|value| &region[value])))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ranges.size_hint()
+    }
+}
+
+impl FusedIterator for HeaderViews<'_> {}
+
+/// Where each header's key and value lie in the records region.
+#[derive(Clone, Debug)]
+struct HeaderRanges<'a> {
+    region: &'a [u8],
+    position: usize,
+    end: usize,
+    left: usize,
+}
+
+impl Iterator for HeaderRanges<'_> {
+    type Item = (Range<usize>, Option<Range<usize>>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let mut cursor = Cursor {
+            records: self.region,
+            position: self.position,
+            end: self.end,
+        };
+        // The headers were checked when the record was decoded, so this cannot fail; if it
+        // did, the iteration would end rather than panic.
+        let parsed = cursor.header();
+        self.position = cursor.position;
+        match parsed {
+            Ok(header) => {
+                self.left -= 1;
+                Some(header)
+            }
+            Err(_) => {
+                self.left = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
 }
 
 /// Decodes the record that starts at `position` in `records` (a batch's records region) and
 /// returns it with the position just after it. Errors are fixed reasons for
 /// [`crate::error::BatchError::MalformedRecord`].
 pub(crate) fn decode(
-    records: &Bytes,
+    records: &[u8],
     position: usize,
 ) -> Result<(DecodedRecord, usize), &'static str> {
     let mut outer = Cursor {
@@ -169,12 +333,12 @@ pub(crate) fn decode(
         position: outer.position,
         end: outer.position + length,
     };
-    cursor.bytes(RECORD_ATTRIBUTES_BYTES)?;
+    cursor.field(RECORD_ATTRIBUTES_BYTES)?;
     let timestamp_delta = cursor.varlong()?;
     let offset_delta = cursor.varint()?;
-    let key = cursor.nullable_bytes("negative key length")?;
-    let value = cursor.nullable_bytes("negative value length")?;
-    let headers = cursor.headers()?;
+    let key = cursor.nullable_field("negative key length")?;
+    let value = cursor.nullable_field("negative value length")?;
+    let (header_count, headers_start) = cursor.headers()?;
     if cursor.remaining() != 0 {
         return Err("record length is longer than its fields");
     }
@@ -183,7 +347,8 @@ pub(crate) fn decode(
         offset_delta,
         key,
         value,
-        headers,
+        headers: headers_start..cursor.end,
+        header_count,
     };
     Ok((record, cursor.end))
 }
@@ -191,7 +356,7 @@ pub(crate) fn decode(
 /// A read position inside `records[..end]`; `end` is the end of the current record, so no
 /// field can reach into the next one.
 struct Cursor<'a> {
-    records: &'a Bytes,
+    records: &'a [u8],
     position: usize,
     end: usize,
 }
@@ -223,44 +388,53 @@ impl Cursor<'_> {
         Ok(value)
     }
 
-    /// The next `length` bytes, as a zero-copy slice of the batch.
-    fn bytes(&mut self, length: usize) -> Result<Bytes, &'static str> {
+    /// Where the next `length` bytes lie, checked to be inside the record.
+    fn field(&mut self, length: usize) -> Result<Range<usize>, &'static str> {
         if length > self.remaining() {
             return Err("field length runs past the end of the record");
         }
         let start = self.position;
         self.position += length;
-        Ok(self.records.slice(start..self.position))
+        Ok(start..self.position)
     }
 
     /// A length-prefixed field where -1 means null.
-    fn nullable_bytes(&mut self, negative: &'static str) -> Result<Option<Bytes>, &'static str> {
+    fn nullable_field(
+        &mut self,
+        negative: &'static str,
+    ) -> Result<Option<Range<usize>>, &'static str> {
         match self.varint()? {
             NULL_LENGTH => Ok(None),
             length => {
                 let length = usize::try_from(length).map_err(|_| negative)?;
-                self.bytes(length).map(Some)
+                self.field(length).map(Some)
             }
         }
     }
 
-    fn headers(&mut self) -> Result<Vec<Header>, &'static str> {
+    /// Walks and checks the headers; returns their count and where they start (after the
+    /// count).
+    fn headers(&mut self) -> Result<(usize, usize), &'static str> {
         let count = self.varint()?;
         let count = usize::try_from(count).map_err(|_| "negative headers count")?;
-        // Bound the allocation by the bytes present, not by the declared count.
+        // A count the bytes left cannot hold is refused before walking it.
         if count > self.remaining() / HEADER_BYTES_MIN {
             return Err("headers count exceeds the record's bytes");
         }
-        let mut headers = Vec::with_capacity(count);
+        let start = self.position;
         for _ in 0..count {
-            let key_length = self.varint()?;
-            let key_length =
-                usize::try_from(key_length).map_err(|_| "negative header key length")?;
-            let key = self.bytes(key_length)?;
-            let value = self.nullable_bytes("negative header value length")?;
-            headers.push(Header { key, value });
+            self.header()?;
         }
-        Ok(headers)
+        Ok((count, start))
+    }
+
+    /// One header: where its key and value lie.
+    fn header(&mut self) -> Result<(Range<usize>, Option<Range<usize>>), &'static str> {
+        let key_length = self.varint()?;
+        let key_length = usize::try_from(key_length).map_err(|_| "negative header key length")?;
+        let key = self.field(key_length)?;
+        let value = self.nullable_field("negative header value length")?;
+        Ok((key, value))
     }
 }
 
@@ -303,10 +477,19 @@ mod tests {
             headers: &[("h1", Some(b"v1")), ("", None)],
         };
         let bytes = encode(fields);
-        let (record, end) = decode(&bytes, 0).unwrap();
+        let (decoded, end) = decode(&bytes, 0).unwrap();
         assert_eq!(end, bytes.len());
-        assert_eq!(record.timestamp_delta, -5);
-        assert_eq!(record.offset_delta, 7);
+        assert_eq!(decoded.timestamp_delta, -5);
+        assert_eq!(decoded.offset_delta, 7);
+        let view = RecordView::new(Offset(7), 95, &bytes, decoded);
+        assert_eq!(view.key(), Some(&b"k"[..]));
+        assert_eq!(view.value(), Some(&b""[..]));
+        assert_eq!(view.header_count(), 2);
+        let headers: Vec<_> = view.headers().collect();
+        assert_eq!(headers, [(&b"h1"[..], Some(&b"v1"[..])), (&b""[..], None)]);
+
+        let record = view.to_record();
+        assert_eq!((record.offset, record.timestamp), (Offset(7), 95));
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(record.value.as_deref(), Some(&b""[..]));
         assert_eq!(record.headers.len(), 2);
@@ -314,9 +497,37 @@ mod tests {
         assert_eq!(record.headers[0].value.as_deref(), Some(&b"v1"[..]));
         assert_eq!(record.headers[1].key_str(), Some(""));
         assert_eq!(record.headers[1].value, None);
-        // Zero-copy: the key points into the input buffer.
-        let key = record.key.unwrap();
-        assert!(bytes.as_ptr_range().contains(&key.as_ptr()));
+        // Zero-copy: the key and header values point into the input buffer.
+        let inside = bytes.as_ptr_range();
+        assert!(inside.contains(&record.key.unwrap().as_ptr()));
+        assert!(inside.contains(&record.headers[0].value.as_ref().unwrap().as_ptr()));
+    }
+
+    #[test]
+    fn non_minimal_varints_still_slice_the_right_bytes() {
+        // Key length 1 written in two bytes (0x82 0x00), header value length 2 likewise:
+        // valid varints that a reader must not assume are minimal.
+        let bytes = Bytes::from_static(&[
+            0x1e, // length 15
+            0x00, 0x00, 0x00, // attributes, timestamp delta, offset delta
+            0x82, 0x00, b'k', // key "k"
+            0x01, // null value
+            0x02, // one header
+            0x82, 0x00, b'h', // key "h"
+            0x84, 0x00, b'v', b'w', // value "vw"
+        ]);
+        let (decoded, end) = decode(&bytes, 0).unwrap();
+        assert_eq!(end, bytes.len());
+        let view = RecordView::new(Offset(0), 0, &bytes, decoded);
+        assert_eq!(view.key(), Some(&b"k"[..]));
+        assert_eq!(view.value(), None);
+        assert_eq!(
+            view.headers().collect::<Vec<_>>(),
+            [(&b"h"[..], Some(&b"vw"[..]))]
+        );
+        let record = view.to_record();
+        assert_eq!(record.headers[0].key_str(), Some("h"));
+        assert_eq!(record.headers[0].value.as_deref(), Some(&b"vw"[..]));
     }
 
     #[test]

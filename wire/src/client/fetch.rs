@@ -50,6 +50,10 @@ pub(crate) struct PullSettings {
     pub(crate) wait: Duration,
 }
 
+/// The smallest encoded record: length, attributes, two deltas, null key and value, no
+/// headers, one byte each.
+const RECORD_BYTES_MIN: usize = 7;
+
 /// A pull's answer with its batches split and checked (CRC included) but no record decoded:
 /// enough to know where the next pull starts before this one is decoded.
 #[derive(Debug, Default)]
@@ -166,13 +170,25 @@ pub(crate) fn decode_checked(
         next_offset: checked.next_offset,
         log_end_offset: checked.log_end_offset,
     };
+    // Room for the records the batches declare, but never more than their bytes could hold
+    // uncompressed: the count is the sender's word.
+    let declared: usize = checked
+        .batches
+        .iter()
+        .map(|b| {
+            let count = usize::try_from(b.header().records_count).unwrap_or(0);
+            count.min(b.bytes().len() / RECORD_BYTES_MIN)
+        })
+        .sum();
+    fetched.messages.reserve(declared);
     for batch in &checked.batches {
-        for record in batch.records().map_err(invalid_batch)? {
+        let mut records = batch.records().map_err(invalid_batch)?;
+        while let Some(record) = records.next_view() {
             let record = record.map_err(invalid_batch)?;
             if record.offset.0 < requested {
                 continue;
             }
-            let message = ReceivedMessage::from_record(&queue.topic, queue.queue, record);
+            let message = ReceivedMessage::from_view(&queue.topic, queue.queue, &record);
             if filter.matches(message.tag.as_deref()) {
                 fetched.messages.push(message);
             }

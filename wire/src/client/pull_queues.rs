@@ -203,12 +203,15 @@ impl Queues {
         else {
             return false; // revoked or sought meanwhile
         };
-        while out.len() < max {
-            let Some(message) = chunk.messages.pop_front() else {
-                break;
-            };
-            state.position = Some(message.offset + 1);
-            out.push(message);
+        let wanted = max.saturating_sub(out.len()).min(chunk.messages.len());
+        if out.is_empty() && wanted == chunk.messages.len() {
+            // The whole chunk: hand over its buffer rather than moving each message.
+            *out = Vec::from(std::mem::take(&mut chunk.messages));
+        } else {
+            out.extend(chunk.messages.drain(..wanted));
+        }
+        if let Some(last) = out.last().filter(|_| wanted > 0) {
+            state.position = Some(last.offset + 1);
         }
         if chunk.messages.is_empty() {
             state.position = Some(chunk.next_offset);
