@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use log_core::batch::split_batches;
+use log_core::batch::{split_batches, DECOMPRESSED_BYTES_MAX};
 use log_core::{
-    BatchBuilder, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, ManualClock, Offset,
-    PartitionLog,
+    BatchBuilder, BatchError, Compression, Error, FlushPolicy, LeaderEpoch, LogConfig, ManualClock,
+    Offset, PartitionLog,
 };
 
 fn batch(values: &[&[u8]], timestamp: i64, compression: Compression) -> bytes::BytesMut {
@@ -390,6 +390,75 @@ fn a_leader_rejects_batches_whose_offset_span_disagrees_with_their_record_count(
     let result = log.append_as_leader(&mut lying, LeaderEpoch(0));
     assert!(matches!(result, Err(Error::InvalidBatch(_))), "{result:?}");
     assert_eq!(log.log_end_offset(), Offset(0));
+}
+
+/// Rewrites the CRC of a batch edited after it was built, so only record decoding can find
+/// the damage.
+fn reseal(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn a_leader_refuses_batches_whose_records_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let refused = |mut bytes: bytes::BytesMut| {
+        let result = log.append_as_leader(&mut bytes, LeaderEpoch(0));
+        match result {
+            Err(Error::InvalidBatch(error)) => error,
+            other => panic!("expected InvalidBatch, got {other:?}"),
+        }
+    };
+
+    // A consistent header (1000 records, offset deltas 0..=999) over one record.
+    let mut short = batch(&[b"only one"], 1, Compression::None);
+    short[23..27].copy_from_slice(&999i32.to_be_bytes());
+    short[57..61].copy_from_slice(&1000i32.to_be_bytes());
+    reseal(&mut short);
+    assert!(
+        matches!(
+            refused(short),
+            BatchError::RecordsCountMismatch {
+                declared: 1000,
+                found: 1
+            }
+        ),
+        "fewer records than declared"
+    );
+
+    // A record length that runs past the batch.
+    let mut garbled = batch(&[b"abc", b"def"], 1, Compression::None);
+    garbled[61] = 0x7e;
+    reseal(&mut garbled);
+    assert!(matches!(
+        refused(garbled),
+        BatchError::MalformedRecord { index: 0, .. }
+    ));
+
+    // A compressed batch of a few KiB that would decompress past the reader's limit.
+    let huge = vec![0u8; DECOMPRESSED_BYTES_MAX + 1024];
+    let bomb = batch(&[&huge], 1, Compression::Zstd);
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    assert!(matches!(
+        refused(bomb),
+        BatchError::DecompressedTooLarge { .. }
+    ));
+
+    // One bad batch refuses the whole append, good batches before it included.
+    let mut both = batch(&[b"good"], 1, Compression::Lz4);
+    let mut bad = batch(&[b"x"], 1, Compression::None);
+    bad[57..61].copy_from_slice(&2i32.to_be_bytes());
+    bad[23..27].copy_from_slice(&1i32.to_be_bytes());
+    reseal(&mut bad);
+    both.extend_from_slice(&bad);
+    refused(both);
+    assert_eq!(log.log_end_offset(), Offset(0), "nothing was appended");
+
+    let mut fine = batch(&[b"a", b"b"], 1, Compression::Zstd);
+    let info = log.append_as_leader(&mut fine, LeaderEpoch(0)).unwrap();
+    assert_eq!(info.last_offset, Offset(1));
+    assert_eq!(read_all(&log, Offset(0)).len(), 2);
 }
 
 #[test]

@@ -573,8 +573,15 @@ fn truncated_or_garbage_index_files_are_rebuilt() {
 #[test]
 fn damaged_checkpoint_means_full_recovery_and_nothing_lost() {
     let mut rng = rng("damaged_checkpoint_means_full_recovery_and_nothing_lost");
-    let damages: [fn(&mut Vec<u8>, &mut StdRng); 4] = [
+    let damages: [fn(&mut Vec<u8>, &mut StdRng); 5] = [
         |bytes, _| bytes.clear(),
+        // A well-formed checkpoint whose log start no log could have written.
+        |bytes, _| {
+            bytes[8..16].copy_from_slice(&(u64::MAX - 3).to_be_bytes());
+            let body = bytes.len() - 4;
+            let crc = crc32fast::hash(&bytes[..body]);
+            bytes[body..].copy_from_slice(&crc.to_be_bytes());
+        },
         |bytes, rng| bytes.truncate(rng.gen_range(0..bytes.len())),
         |bytes, rng| {
             let at = rng.gen_range(0..bytes.len());

@@ -127,6 +127,8 @@ async fn a_send_or_pull_for_an_unknown_queue_is_refused_unknown_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_batch_is_refused_corrupt_batch_and_nothing_is_stored() {
+    // Three kinds: a CRC that does not match, bytes that are no batch, and a batch whose CRC
+    // matches but whose records are fewer than its header says.
     let mut setup = Setup::start().await;
     let connection = setup.connection().await;
     let good = batch_of(b"a record whose last byte flips");
@@ -139,6 +141,17 @@ async fn a_corrupt_batch_is_refused_corrupt_batch_and_nothing_is_stored() {
     expect_code(refused, ErrorCode::CorruptBatch);
     let not_a_batch = Bytes::from_static(b"this is not a record batch at all, just text");
     let refused = connection.call(send_request(TARGET, 1, not_a_batch)).await;
+    expect_code(refused, ErrorCode::CorruptBatch);
+    // A correct CRC over a header that claims 1000 records and holds one: stored, it would
+    // fail every consumer of the queue.
+    let mut lying = BytesMut::from(&batch_of(b"one record, 1000 claimed")[..]);
+    lying[23..27].copy_from_slice(&999i32.to_be_bytes());
+    lying[57..61].copy_from_slice(&1000i32.to_be_bytes());
+    let crc = crc32c::crc32c(&lying[21..]);
+    lying[17..21].copy_from_slice(&crc.to_be_bytes());
+    let refused = connection
+        .call(send_request(TARGET, 0, lying.freeze()))
+        .await;
     expect_code(refused, ErrorCode::CorruptBatch);
     let stored = setup
         .admin()

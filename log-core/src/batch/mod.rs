@@ -34,6 +34,7 @@ mod varint;
 
 pub use builder::BatchBuilder;
 pub use compression::{Compression, UnknownCompression};
+pub(crate) use reader::check_records;
 pub use reader::{split_batches, RecordBatch, Records, SplitBatches, DECOMPRESSED_BYTES_MAX};
 pub use record::{Header, HeaderViews, Record, RecordView};
 

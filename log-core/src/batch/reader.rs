@@ -74,50 +74,98 @@ impl RecordBatch {
     /// [`RecordBatch::records`] with another decompression limit, so tests can trip it
     /// without allocating 64 MiB.
     pub(crate) fn records_with_limit(&self, limit: usize) -> Result<Records, BatchError> {
-        let region = self.bytes.slice(BATCH_HEADER_BYTES..);
         let header = &self.header;
-        let compression = Compression::from_attributes(header.attributes)?;
-        // An empty region has nothing to decompress, whatever the codec bits say: compaction
-        // may keep the header of a batch whose records are all gone.
-        let records = if compression == Compression::None || region.is_empty() {
-            region
-        } else {
-            Bytes::from(compression.decompress(&region, limit)?)
+        let records = match records_region(&self.bytes[BATCH_HEADER_BYTES..], header, limit)? {
+            Region::Stored => self.bytes.slice(BATCH_HEADER_BYTES..),
+            Region::Decompressed(records) => Bytes::from(records),
         };
         Ok(Records {
             records,
-            position: 0,
-            yielded: 0,
-            declared: header.records_count,
+            walk: Walk::new(header),
             base_offset: header.base_offset,
-            last_offset_delta: header.last_offset_delta,
             base_timestamp: header.base_timestamp,
             log_append_time: header.is_log_append_time().then_some(header.max_timestamp),
-            previous_offset_delta: None,
-            done: false,
         })
     }
+}
+
+/// Where a batch's records are read from.
+enum Region {
+    /// The stored bytes after the header (uncompressed, or empty).
+    Stored,
+    Decompressed(Vec<u8>),
+}
+
+fn records_region(stored: &[u8], header: &BatchHeader, limit: usize) -> Result<Region, BatchError> {
+    let compression = Compression::from_attributes(header.attributes)?;
+    // An empty region has nothing to decompress, whatever the codec bits say: compaction
+    // may keep the header of a batch whose records are all gone.
+    if compression == Compression::None || stored.is_empty() {
+        Ok(Region::Stored)
+    } else {
+        Ok(Region::Decompressed(compression.decompress(stored, limit)?))
+    }
+}
+
+/// Decodes every record of `batch` (one whole batch, `header` parsed from it) and builds
+/// none: the checks [`Records`] makes, so a log can refuse a batch whose CRC is right but
+/// whose records are not (a count that does not match, a malformed record, a compressed
+/// region past [`DECOMPRESSED_BYTES_MAX`]).
+pub(crate) fn check_records(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let stored =
+        batch
+            .get(BATCH_HEADER_BYTES..header.batch_size())
+            .ok_or(BatchError::Truncated {
+                needed: header.batch_size(),
+                available: batch.len(),
+            })?;
+    let decompressed;
+    let region = match records_region(stored, header, DECOMPRESSED_BYTES_MAX)? {
+        Region::Stored => stored,
+        Region::Decompressed(records) => {
+            decompressed = records;
+            &decompressed[..]
+        }
+    };
+    let mut walk = Walk::new(header);
+    while let Some(step) = walk.step(region) {
+        step?;
+    }
+    Ok(())
 }
 
 /// The records of one batch, decoded one at a time. See the module docs for what is checked.
 pub struct Records {
     /// The records region: a slice of the batch, or the decompressed buffer.
     records: Bytes,
+    walk: Walk,
+    base_offset: i64,
+    base_timestamp: TimestampMs,
+    log_append_time: Option<TimestampMs>,
+}
+
+/// A walk through a records region, record by record, with every check on the way: the
+/// part of [`Records`] that does not depend on who owns the bytes.
+#[derive(Debug)]
+struct Walk {
     position: usize,
     yielded: usize,
     declared: i32,
-    base_offset: i64,
     last_offset_delta: i32,
-    base_timestamp: TimestampMs,
-    log_append_time: Option<TimestampMs>,
     previous_offset_delta: Option<i32>,
     done: bool,
 }
 
-impl Records {
-    /// Records the batch header declares.
-    pub fn declared(&self) -> usize {
-        self.declared_usize()
+impl Walk {
+    fn new(header: &BatchHeader) -> Walk {
+        Walk {
+            position: 0,
+            yielded: 0,
+            declared: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+            previous_offset_delta: None,
+            done: false,
+        }
     }
 
     fn declared_usize(&self) -> usize {
@@ -137,17 +185,72 @@ impl Records {
 
     /// Counts the length-prefixed records left after the declared ones, for the error
     /// message; a garbled tail counts as one more. Each step consumes at least one byte.
-    fn trailing_records(&self) -> usize {
+    fn trailing_records(&self, region: &[u8]) -> usize {
         let mut position = self.position;
         let mut count = 0;
-        while position < self.records.len() {
+        while position < region.len() {
             count += 1;
-            match record::decode(&self.records, position) {
+            match record::decode(region, position) {
                 Ok((_, next)) => position = next,
                 Err(_) => break,
             }
         }
         count
+    }
+
+    /// Decodes and checks the next record of `region` and moves past it.
+    fn step(&mut self, region: &[u8]) -> Option<Result<DecodedRecord, BatchError>> {
+        if self.done {
+            return None;
+        }
+        let declared = self.declared;
+        if self.yielded == self.declared_usize() {
+            self.done = true;
+            if self.position < region.len() {
+                let found = self.yielded + self.trailing_records(region);
+                return Some(Err(
+                    self.fail(BatchError::RecordsCountMismatch { declared, found })
+                ));
+            }
+            return None;
+        }
+        if self.position >= region.len() {
+            let found = self.yielded;
+            return Some(Err(
+                self.fail(BatchError::RecordsCountMismatch { declared, found })
+            ));
+        }
+        let (raw, next) = match record::decode(region, self.position) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Some(Err(self.malformed(reason))),
+        };
+        if raw.offset_delta < 0 || raw.offset_delta > self.last_offset_delta {
+            return Some(Err(
+                self.malformed("offset delta outside the batch's offsets")
+            ));
+        }
+        if self
+            .previous_offset_delta
+            .is_some_and(|previous| raw.offset_delta <= previous)
+        {
+            return Some(Err(self.malformed("offset deltas do not increase")));
+        }
+        self.position = next;
+        self.previous_offset_delta = Some(raw.offset_delta);
+        self.yielded += 1;
+        Some(Ok(raw))
+    }
+}
+
+impl Records {
+    /// Records the batch header declares.
+    pub fn declared(&self) -> usize {
+        self.walk.declared_usize()
+    }
+
+    /// Bytes of the records region: for a compressed batch, what it decompressed to.
+    pub fn region_bytes(&self) -> usize {
+        self.records.len()
     }
 
     fn offset(&self, offset_delta: i32) -> Offset {
@@ -171,44 +274,10 @@ impl Records {
 
     /// Decodes and checks the next record and moves past it.
     fn advance(&mut self) -> Option<Result<(Offset, TimestampMs, DecodedRecord), BatchError>> {
-        if self.done {
-            return None;
-        }
-        let declared = self.declared;
-        if self.yielded == self.declared_usize() {
-            self.done = true;
-            if self.position < self.records.len() {
-                let found = self.yielded + self.trailing_records();
-                return Some(Err(
-                    self.fail(BatchError::RecordsCountMismatch { declared, found })
-                ));
-            }
-            return None;
-        }
-        if self.position >= self.records.len() {
-            let found = self.yielded;
-            return Some(Err(
-                self.fail(BatchError::RecordsCountMismatch { declared, found })
-            ));
-        }
-        let (raw, next) = match record::decode(&self.records, self.position) {
-            Ok(decoded) => decoded,
-            Err(reason) => return Some(Err(self.malformed(reason))),
+        let raw = match self.walk.step(&self.records)? {
+            Ok(raw) => raw,
+            Err(error) => return Some(Err(error)),
         };
-        if raw.offset_delta < 0 || raw.offset_delta > self.last_offset_delta {
-            return Some(Err(
-                self.malformed("offset delta outside the batch's offsets")
-            ));
-        }
-        if self
-            .previous_offset_delta
-            .is_some_and(|previous| raw.offset_delta <= previous)
-        {
-            return Some(Err(self.malformed("offset deltas do not increase")));
-        }
-        self.position = next;
-        self.previous_offset_delta = Some(raw.offset_delta);
-        self.yielded += 1;
         let timestamp = self
             .log_append_time
             .unwrap_or_else(|| self.base_timestamp.wrapping_add(raw.timestamp_delta));
@@ -224,11 +293,11 @@ impl Iterator for Records {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.done {
+        if self.walk.done {
             return (0, Some(0));
         }
         // One more item than records left: a count mismatch is reported as an item.
-        let left = self.declared_usize().saturating_sub(self.yielded);
+        let left = self.walk.declared_usize().saturating_sub(self.walk.yielded);
         (0, Some(left.saturating_add(1)))
     }
 }
@@ -239,10 +308,7 @@ impl fmt::Debug for Records {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Records")
             .field("region_bytes", &self.records.len())
-            .field("position", &self.position)
-            .field("yielded", &self.yielded)
-            .field("declared", &self.declared)
-            .field("done", &self.done)
+            .field("walk", &self.walk)
             .finish_non_exhaustive()
     }
 }

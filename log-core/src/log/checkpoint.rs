@@ -63,11 +63,21 @@ impl Checkpoint {
                 body[i..i + 8].try_into().expect("8 bytes"),
             ))
         };
-        Ok(Some(Checkpoint {
+        let checkpoint = Checkpoint {
             log_start: at(8),
             recovery_point: at(16),
             high_watermark: at(24),
-        }))
+        };
+        // Batches store offsets as i64: a larger one was never written by a log.
+        let offsets = [
+            checkpoint.log_start,
+            checkpoint.recovery_point,
+            checkpoint.high_watermark,
+        ];
+        if offsets.iter().any(|o| i64::try_from(o.0).is_err()) {
+            return Err(corrupt("offset beyond the batch format's range"));
+        }
+        Ok(Some(checkpoint))
     }
 
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {

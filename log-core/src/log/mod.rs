@@ -278,7 +278,11 @@ impl PartitionLog {
     /// validate in parallel.
     ///
     /// A leader also requires each batch's record count to match its offset span, as a
-    /// producer writes it: otherwise one small batch could claim 2^31 offsets.
+    /// producer writes it: otherwise one small batch could claim 2^31 offsets. And it decodes
+    /// every record (decompressing first, within `DECOMPRESSED_BYTES_MAX`), as Kafka's broker
+    /// does: a CRC only proves the bytes are what the producer sent, so records that cannot
+    /// be read, or fewer than the header declares, would otherwise be stored and fail every
+    /// reader of the partition. A follower copies what its leader checked.
     fn validate_append(&self, records: &[u8], as_leader: bool) -> Result<Vec<BatchHeader>> {
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of zero bytes".into()));
@@ -291,7 +295,7 @@ impl PartitionLog {
         }
         let mut headers = Vec::with_capacity(1);
         for item in batch::batches(records) {
-            let (_, header, _) = item.map_err(Error::InvalidBatch)?;
+            let (_, header, bytes) = item.map_err(Error::InvalidBatch)?;
             if as_leader
                 && i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
             {
@@ -305,6 +309,9 @@ impl PartitionLog {
                     size: header.batch_size(),
                     max: self.config.max_batch_bytes,
                 });
+            }
+            if as_leader {
+                batch::check_records(bytes, &header).map_err(Error::InvalidBatch)?;
             }
             headers.push(header);
         }
