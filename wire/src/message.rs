@@ -213,10 +213,14 @@ impl ReceivedMessage {
         headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) {
         if let Some(key) = key {
-            self.keys = String::from_utf8_lossy(key)
-                .split(' ')
-                .map(str::to_owned)
-                .collect();
+            let keys = String::from_utf8_lossy(key);
+            // A key longer than any producer may write is kept whole: split, a hostile key
+            // of spaces would cost a string per byte.
+            self.keys = if keys.len() > MESSAGE_METADATA_BYTES_MAX {
+                vec![keys.into_owned()]
+            } else {
+                keys.split(' ').map(str::to_owned).collect()
+            };
         }
         let text = |value: Option<&[u8]>| {
             value
@@ -337,6 +341,24 @@ mod tests {
         assert_eq!(received.body, message.body);
         assert_eq!(received.born_timestamp, message.born_timestamp);
         assert_eq!(received.queue, 3);
+    }
+
+    #[test]
+    fn a_key_longer_than_any_producer_writes_is_kept_whole() {
+        let spaces = vec![b' '; MESSAGE_METADATA_BYTES_MAX + 1];
+        let mut builder = BatchBuilder::new(Compression::None);
+        builder.append(0, Some(&spaces), Some(b"body"), &[]);
+        builder.append(0, Some(b"a b"), Some(b"body"), &[]);
+        let batch = split_batches(builder.build().unwrap().freeze())
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut records = batch.records().unwrap();
+        let long = ReceivedMessage::from_view("t", 0, &records.next_view().unwrap().unwrap());
+        assert_eq!(long.keys.len(), 1, "not split into a string per space");
+        assert_eq!(long.keys[0].len(), spaces.len());
+        let short = ReceivedMessage::from_view("t", 0, &records.next_view().unwrap().unwrap());
+        assert_eq!(short.keys, ["a", "b"]);
     }
 
     #[test]

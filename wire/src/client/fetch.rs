@@ -54,11 +54,23 @@ pub(crate) struct PullSettings {
 /// headers, one byte each.
 const RECORD_BYTES_MIN: usize = 7;
 
+/// The most messages room is made for before decoding a pull (more still fit: the vector
+/// grows).
+const RESERVED_MESSAGES_MAX: usize = 16 * 1024;
+
+/// How many bytes of records one pull may decode, as a multiple of the bytes it asked for.
+/// Past it, decoding stops after the batch that crossed it, and the next pull starts at the
+/// first batch left: a run of highly compressed batches cannot make a consumer hold more
+/// than this (plus one batch) per pull.
+const DECODED_BYTES_PER_PULLED_BYTE: usize = 32;
+
 /// A pull's answer with its batches split and checked (CRC included) but no record decoded:
 /// enough to know where the next pull starts before this one is decoded.
 #[derive(Debug, Default)]
 pub(crate) struct Checked {
     batches: Vec<RecordBatch>,
+    /// The most record bytes decoding may produce (see `DECODED_BYTES_PER_PULLED_BYTE`).
+    decode_budget: usize,
     /// Where the next pull starts: past every whole batch returned.
     pub(crate) next_offset: u64,
     /// The queue's log end offset when the broker answered (0 when unknown).
@@ -98,7 +110,7 @@ pub(crate) async fn pull_checked(
         .await
     {
         Ok(response) => {
-            let mut checked = check(offset, response.batches)?;
+            let mut checked = check(offset, response.batches, decode_budget(settings))?;
             checked.log_end_offset = response.log_end_offset;
             Ok(checked)
         }
@@ -116,6 +128,7 @@ pub(crate) async fn pull_checked(
             );
             Ok(Checked {
                 batches: Vec::new(),
+                decode_budget: 0,
                 next_offset,
                 log_end_offset: bounds.end,
             })
@@ -132,13 +145,22 @@ pub(crate) fn decode(
     batches: Bytes,
     filter: &TagFilter,
 ) -> Result<Fetched> {
-    decode_checked(queue, requested, check(requested, batches)?, filter)
+    let budget = decode_budget(PullSettings {
+        max_bytes: 1 << 20,
+        wait: Duration::ZERO,
+    });
+    decode_checked(queue, requested, check(requested, batches, budget)?, filter)
+}
+
+fn decode_budget(settings: PullSettings) -> usize {
+    (settings.max_bytes as usize).saturating_mul(DECODED_BYTES_PER_PULLED_BYTE)
 }
 
 /// Splits and checks a pull response's batches, and finds where the next pull starts.
-fn check(requested: u64, batches: Bytes) -> Result<Checked> {
+fn check(requested: u64, batches: Bytes, decode_budget: usize) -> Result<Checked> {
     let mut checked = Checked {
         batches: Vec::new(),
+        decode_budget,
         next_offset: requested,
         log_end_offset: 0,
     };
@@ -171,7 +193,7 @@ pub(crate) fn decode_checked(
         log_end_offset: checked.log_end_offset,
     };
     // Room for the records the batches declare, but never more than their bytes could hold
-    // uncompressed: the count is the sender's word.
+    // uncompressed, nor a fixed most: the count is the sender's word.
     let declared: usize = checked
         .batches
         .iter()
@@ -180,9 +202,18 @@ pub(crate) fn decode_checked(
             count.min(b.bytes().len() / RECORD_BYTES_MIN)
         })
         .sum();
-    fetched.messages.reserve(declared);
-    for batch in &checked.batches {
+    fetched
+        .messages
+        .reserve(declared.min(RESERVED_MESSAGES_MAX));
+    let mut decoded = 0usize;
+    for (index, batch) in checked.batches.iter().enumerate() {
+        if index > 0 && decoded >= checked.decode_budget {
+            // The rest waits for the next pull (the first batch is always decoded).
+            fetched.next_offset = requested.max(batch.header().base_offset().0);
+            break;
+        }
         let mut records = batch.records().map_err(invalid_batch)?;
+        decoded = decoded.saturating_add(records.region_bytes());
         while let Some(record) = records.next_view() {
             let record = record.map_err(invalid_batch)?;
             if record.offset.0 < requested {
@@ -204,7 +235,7 @@ fn invalid_batch(error: BatchError) -> Error {
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use log_core::{BatchBuilder, Compression, Offset};
+    use log_core::{BatchBuilder, Compression, Offset, RecordBatch};
 
     use super::*;
     use crate::message::{Message, MessageId};
@@ -292,6 +323,33 @@ mod tests {
         let fetched = decode(&queue(), 0, bytes.freeze(), &TagFilter::all()).unwrap();
         assert_eq!(offsets(&fetched), [0, 1, 2]);
         assert_eq!(fetched.next_offset, 3);
+    }
+
+    #[test]
+    fn decoding_stops_at_the_budget_and_the_rest_is_pulled_again() {
+        let batches = [
+            stored_batch(0, 10, Compression::Zstd),
+            stored_batch(10, 10, Compression::Lz4),
+            stored_batch(20, 10, Compression::Zstd),
+        ];
+        let region = |b: &BytesMut| {
+            let batch = RecordBatch::new(Bytes::copy_from_slice(b)).unwrap();
+            batch.records().unwrap().region_bytes()
+        };
+        // Room for the first batch and part of the second: two are decoded.
+        let budget = region(&batches[0]) + 1;
+        let checked = check(3, response(&batches), budget).unwrap();
+        let fetched = decode_checked(&queue(), 3, checked, &TagFilter::all()).unwrap();
+        assert_eq!(offsets(&fetched), (3..20).collect::<Vec<_>>());
+        assert_eq!(
+            fetched.next_offset, 20,
+            "the next pull starts at the batch left"
+        );
+        // No budget still decodes the first batch, from the requested offset.
+        let checked = check(3, response(&batches), 0).unwrap();
+        let fetched = decode_checked(&queue(), 3, checked, &TagFilter::all()).unwrap();
+        assert_eq!(offsets(&fetched), (3..10).collect::<Vec<_>>());
+        assert_eq!(fetched.next_offset, 10);
     }
 
     #[test]

@@ -245,7 +245,8 @@ pub(crate) fn receipts(
         .map(|(index, message_id)| SendReceipt {
             topic: topic.to_owned(),
             queue,
-            offset: response.base_offset + index as u64,
+            // Saturating: a broker's offsets near u64::MAX must not panic the client.
+            offset: response.base_offset.saturating_add(index as u64),
             message_id,
             store_timestamp: response.store_timestamp,
         })
@@ -262,7 +263,10 @@ fn complete(
 ) {
     match result {
         Ok(response) => {
-            let stored = response.last_offset.saturating_sub(response.base_offset) + 1;
+            let stored = response
+                .last_offset
+                .saturating_sub(response.base_offset)
+                .saturating_add(1);
             if stored != count as u64 {
                 tracing::warn!(
                     topic,
