@@ -462,6 +462,25 @@ fn a_leader_refuses_batches_whose_records_cannot_be_read() {
 }
 
 #[test]
+fn a_log_told_not_to_check_records_stores_what_its_header_and_crc_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        check_records: false,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    let mut garbled = batch(&[b"abc"], 1, Compression::None);
+    garbled[61] = 0x7e;
+    reseal(&mut garbled);
+    let info = log.append_as_leader(&mut garbled, LeaderEpoch(0)).unwrap();
+    assert_eq!(
+        info.last_offset,
+        Offset(0),
+        "stored: the caller vouched for it"
+    );
+}
+
+#[test]
 fn rebuilding_a_sealed_segments_index_never_cuts_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -282,7 +282,8 @@ impl PartitionLog {
     /// every record (decompressing first, within `DECOMPRESSED_BYTES_MAX`), as Kafka's broker
     /// does: a CRC only proves the bytes are what the producer sent, so records that cannot
     /// be read, or fewer than the header declares, would otherwise be stored and fail every
-    /// reader of the partition. A follower copies what its leader checked.
+    /// reader of the partition (unless `LogConfig::check_records` is off). A follower copies
+    /// what its leader checked.
     fn validate_append(&self, records: &[u8], as_leader: bool) -> Result<Vec<BatchHeader>> {
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of zero bytes".into()));
@@ -310,7 +311,7 @@ impl PartitionLog {
                     max: self.config.max_batch_bytes,
                 });
             }
-            if as_leader {
+            if as_leader && self.config.check_records {
                 batch::check_records(bytes, &header).map_err(Error::InvalidBatch)?;
             }
             headers.push(header);
