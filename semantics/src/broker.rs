@@ -69,6 +69,10 @@ pub struct Broker {
     closing: AtomicBool,
     /// Becomes true at close: waiting pulls answer empty.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Bytes pulls may hold (`BrokerConfig::pull_memory_bytes`); see `pull.rs`.
+    pub(crate) pull_memory: Arc<tokio::sync::Semaphore>,
+    /// Time-index lookups running at once (each may decompress a batch).
+    pub(crate) time_lookups: tokio::sync::Semaphore,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -140,6 +144,9 @@ impl Broker {
             })
             .await?
         };
+        // validate() kept it within u32, which a usize holds.
+        let pull_memory = usize::try_from(config.pull_memory_bytes).unwrap_or(usize::MAX);
+        let pull_memory = Arc::new(tokio::sync::Semaphore::new(pull_memory));
         let broker = Arc::new_cyclic(|me| Broker {
             me: me.clone(),
             config,
@@ -156,6 +163,8 @@ impl Broker {
             remote: std::sync::OnceLock::new(),
             closing: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
+            pull_memory,
+            time_lookups: tokio::sync::Semaphore::new(crate::pull::TIME_LOOKUPS_MAX),
             background: Mutex::new(Vec::new()),
         });
         let tasks = vec![

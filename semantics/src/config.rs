@@ -176,6 +176,11 @@ pub struct BrokerConfig {
     /// registration to a pause. Only used with `etcd`. Default `10s`.
     #[serde(with = "humantime_duration")]
     pub lease_ttl: Duration,
+    /// The most bytes pulls may hold at once, from their read to the moment their response
+    /// is written to the socket (each pull counts its `max_bytes`, up to 32 MiB). Pulls
+    /// beyond it wait: many consumers, or a client that pipelines pulls and never reads its
+    /// socket, cannot make the broker hold more. At least 32 MiB. Default 256 MiB.
+    pub pull_memory_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -197,9 +202,13 @@ impl Default for BrokerConfig {
             etcd: Vec::new(),
             cluster: CLUSTER_DEFAULT.to_owned(),
             lease_ttl: coordinator::BROKER_LEASE_TTL_DEFAULT,
+            pull_memory_bytes: PULL_MEMORY_BYTES_DEFAULT,
         }
     }
 }
+
+/// Default of `BrokerConfig::pull_memory_bytes`.
+pub const PULL_MEMORY_BYTES_DEFAULT: u64 = 256 << 20;
 
 /// Segment size of the internal topics: small, so compaction by snapshot frees disk soon.
 const INTERNAL_SEGMENT_BYTES: u64 = 16 << 20;
@@ -259,6 +268,14 @@ impl BrokerConfig {
             return Err(Error::Config(format!(
                 "lease_ttl must be at least 1s, got {}",
                 humantime::format_duration(self.lease_ttl)
+            )));
+        }
+        let pull_max = wire::protocol::PULL_BYTES_MAX as u64;
+        if self.pull_memory_bytes < pull_max || self.pull_memory_bytes > u64::from(u32::MAX) {
+            return Err(Error::Config(format!(
+                "pull_memory_bytes must be in {pull_max}..={}, got {}",
+                u32::MAX,
+                self.pull_memory_bytes
             )));
         }
         if self.group_lag_interval.is_zero() {
@@ -366,6 +383,23 @@ mod tests {
             config.log_config().max_batch_bytes,
             wire::message::MESSAGE_BATCH_BYTES_MAX
         );
+    }
+
+    #[test]
+    fn the_pull_memory_budget_holds_at_least_one_largest_pull() {
+        let smallest = wire::protocol::PULL_BYTES_MAX as u64;
+        for (bytes, valid) in [
+            (smallest - 1, false),
+            (smallest, true),
+            (u64::from(u32::MAX), true),
+            (u64::from(u32::MAX) + 1, false),
+        ] {
+            let config = BrokerConfig {
+                pull_memory_bytes: bytes,
+                ..BrokerConfig::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "{bytes}");
+        }
     }
 
     #[test]

@@ -530,9 +530,7 @@ impl Broker {
                         match request.to {
                             OffsetSpec::Earliest => handle.log_start().0,
                             OffsetSpec::Latest => handle.readable_end().0,
-                            OffsetSpec::Timestamp(at) => {
-                                crate::pull::offset_for_time(handle, at).await?.0
-                            }
+                            OffsetSpec::Timestamp(at) => self.time_lookup(handle, at).await?.0,
                         }
                     }
                     // Led by another broker (in a cluster): its leader knows its offsets.

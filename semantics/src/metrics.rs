@@ -10,6 +10,8 @@
 //! | `runnel_request_duration_seconds` | histogram | api | from dispatch to answer, long-poll waits included |
 //! | `runnel_group_lag` | gauge | group, topic | messages between the group's committed offsets and the log ends |
 //! | `runnel_long_polls_waiting` | gauge | — | pulls waiting for an append now |
+//! | `runnel_pull_memory_held_bytes` | gauge | — | pull memory budget held by reads and their unsent responses (`pull_memory_bytes`) |
+//! | `runnel_pulls_waiting_for_memory` | gauge | — | pulls waiting for that budget |
 //! | `runnel_coordinator_connected` | gauge | — | 1 while the metadata store (etcd) is reachable, 0 while the broker serves from what it last saw |
 
 use log_core::batch::BatchHeader;
@@ -25,6 +27,8 @@ pub const REQUEST_DURATION: &str = "runnel_request_duration_seconds";
 pub const GROUP_LAG: &str = "runnel_group_lag";
 pub const LONG_POLLS_WAITING: &str = "runnel_long_polls_waiting";
 pub const COORDINATOR_CONNECTED: &str = "runnel_coordinator_connected";
+pub const PULL_MEMORY_HELD: &str = "runnel_pull_memory_held_bytes";
+pub const PULLS_WAITING_FOR_MEMORY: &str = "runnel_pulls_waiting_for_memory";
 
 /// Registers each metric's help text with the installed recorder (if any).
 pub fn describe() {
@@ -45,6 +49,15 @@ pub fn describe() {
         "Messages between a group's committed offsets and the log ends, by topic."
     );
     metrics::describe_gauge!(LONG_POLLS_WAITING, "Pulls waiting for an append.");
+    metrics::describe_gauge!(
+        PULL_MEMORY_HELD,
+        metrics::Unit::Bytes,
+        "Pull memory budget held by reads and their responses not yet written."
+    );
+    metrics::describe_gauge!(
+        PULLS_WAITING_FOR_MEMORY,
+        "Pulls waiting for the pull memory budget."
+    );
     metrics::describe_gauge!(
         COORDINATOR_CONNECTED,
         "1 while the metadata store (etcd) is reachable, 0 while it is not."
@@ -111,6 +124,28 @@ pub(crate) fn pulled(topic: &str, from: Offset, batches: &[u8]) {
 
 pub(crate) fn group_lag(group: &str, topic: &str, lag: u64) {
     gauge!(GROUP_LAG, "group" => group.to_owned(), "topic" => topic.to_owned()).set(lag as f64);
+}
+
+/// Moves `runnel_pull_memory_held_bytes` by `bytes` (negative: released).
+pub(crate) fn pull_memory_held(bytes: f64) {
+    gauge!(PULL_MEMORY_HELD).increment(bytes);
+}
+
+/// Counts one pull in `runnel_pulls_waiting_for_memory` while it lives.
+#[derive(Debug)]
+pub(crate) struct WaitingForMemory(());
+
+impl WaitingForMemory {
+    pub fn start() -> WaitingForMemory {
+        gauge!(PULLS_WAITING_FOR_MEMORY).increment(1.0);
+        WaitingForMemory(())
+    }
+}
+
+impl Drop for WaitingForMemory {
+    fn drop(&mut self) {
+        gauge!(PULLS_WAITING_FOR_MEMORY).decrement(1.0);
+    }
 }
 
 /// Counts one waiting pull in `runnel_long_polls_waiting` while it lives.

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use log_core::Offset;
+use tokio::sync::OwnedSemaphorePermit;
 use wire::protocol::{
     OffsetForTimeRequest, OffsetForTimeResponse, PullRequest, PullResponse, PULL_BYTES_MAX,
     PULL_WAIT_MS_MAX,
@@ -37,7 +39,7 @@ impl Broker {
             if queue.is_gone() {
                 return Err(error::unknown_topic(&queue.topic));
             }
-            let response = read(&queue, from, max_bytes).await?;
+            let response = self.read(&queue, from, max_bytes).await?;
             if !response.batches.is_empty() {
                 crate::metrics::pulled(&queue.topic, from, &response.batches);
                 return Ok(response);
@@ -63,17 +65,98 @@ impl Broker {
         request: OffsetForTimeRequest,
     ) -> Result<OffsetForTimeResponse, ServiceError> {
         let queue = self.led_queue(&request.topic, request.queue).await?;
-        let offset = offset_for_time(&queue, request.timestamp).await?;
+        let offset = self.time_lookup(&queue, request.timestamp).await?;
         Ok(OffsetForTimeResponse { offset: offset.0 })
+    }
+
+    /// The first offset at or after `timestamp` (from the time index), or the readable end
+    /// when every message is older. At most `TIME_LOOKUPS_MAX` run at once.
+    pub(crate) async fn time_lookup(
+        &self,
+        queue: &Arc<QueueHandle>,
+        timestamp: i64,
+    ) -> Result<Offset, ServiceError> {
+        let _turn = self
+            .time_lookups
+            .acquire()
+            .await
+            .map_err(|_| error::shutting_down())?;
+        offset_for_time(queue, timestamp).await
+    }
+
+    /// Reads what is readable at `from`: an offset outside `[log start, log end]` is
+    /// `OffsetOutOfRange`; at the readable end the answer is empty without touching the
+    /// disk. A read first takes `max_bytes` of the pull memory budget and its batches hold
+    /// it until they are dropped, which is after they are written to the socket.
+    async fn read(
+        &self,
+        queue: &Arc<QueueHandle>,
+        from: Offset,
+        max_bytes: usize,
+    ) -> Result<PullResponse, ServiceError> {
+        check_range(queue, from)?;
+        if from >= queue.readable_end() {
+            return Ok(empty(queue));
+        }
+        // validate() keeps the budget at least PULL_BYTES_MAX, so a whole share always fits.
+        let share = u32::try_from(max_bytes.clamp(1, PULL_BYTES_MAX as usize)).unwrap_or(1);
+        let permit = {
+            let _waiting = crate::metrics::WaitingForMemory::start();
+            Arc::clone(&self.pull_memory)
+                .acquire_many_owned(share)
+                .await
+                .map_err(|_| error::shutting_down())?
+        };
+        let held = Held::new(permit, share);
+        let mut response = read(queue, from, max_bytes).await?;
+        if !response.batches.is_empty() {
+            response.batches = Bytes::from_owner(HeldBatches {
+                bytes: response.batches,
+                _held: held,
+            });
+        }
+        Ok(response)
     }
 }
 
-/// The first offset at or after `timestamp` (from the time index), or the readable end when
-/// every message is older.
-pub(crate) async fn offset_for_time(
-    queue: &Arc<QueueHandle>,
-    timestamp: i64,
-) -> Result<Offset, ServiceError> {
+/// A share of the pull memory budget, counted in `runnel_pull_memory_held_bytes`.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    bytes: u32,
+}
+
+impl Held {
+    fn new(permit: OwnedSemaphorePermit, bytes: u32) -> Held {
+        crate::metrics::pull_memory_held(f64::from(bytes));
+        Held {
+            _permit: permit,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        crate::metrics::pull_memory_held(-f64::from(self.bytes));
+    }
+}
+
+/// A pull's batches with the share of the budget they hold.
+struct HeldBatches {
+    bytes: Bytes,
+    _held: Held,
+}
+
+impl AsRef<[u8]> for HeldBatches {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Time-index lookups one broker runs at once: each may decompress a batch of up to 64 MiB.
+pub(crate) const TIME_LOOKUPS_MAX: usize = 4;
+
+async fn offset_for_time(queue: &Arc<QueueHandle>, timestamp: i64) -> Result<Offset, ServiceError> {
     let reader = Arc::clone(queue);
     let found = tokio::task::spawn_blocking(move || reader.log.offset_for_timestamp(timestamp))
         .await
@@ -83,13 +166,8 @@ pub(crate) async fn offset_for_time(
     Ok(found.map_or(end, |(offset, _)| offset.min(end)))
 }
 
-/// Reads what is readable at `from`: an offset outside `[log start, log end]` is
-/// `OffsetOutOfRange`; at the readable end the answer is empty without touching the disk.
-async fn read(
-    queue: &Arc<QueueHandle>,
-    from: Offset,
-    max_bytes: usize,
-) -> Result<PullResponse, ServiceError> {
+/// `OffsetOutOfRange` for an offset outside `[log start, log end]`.
+fn check_range(queue: &QueueHandle, from: Offset) -> Result<(), ServiceError> {
     let (start, end) = (queue.log_start(), queue.log.log_end_offset());
     if from < start || from > end {
         return Err(ServiceError::new(
@@ -100,9 +178,15 @@ async fn read(
             ),
         ));
     }
-    if from >= queue.readable_end() {
-        return Ok(empty(queue));
-    }
+    Ok(())
+}
+
+/// The read itself, on a blocking thread; see `Broker::read`.
+async fn read(
+    queue: &Arc<QueueHandle>,
+    from: Offset,
+    max_bytes: usize,
+) -> Result<PullResponse, ServiceError> {
     let reader = Arc::clone(queue);
     let read = tokio::task::spawn_blocking(move || {
         reader.log.read(from, max_bytes, reader.readable_end())
