@@ -417,6 +417,28 @@ async fn a_revoked_lease_is_replaced_and_the_broker_key_put_back() {
     assert_eq!(a.brokers().await.expect("brokers").len(), 1);
 }
 
+/// A lease that ran out while the broker could not keep it alive (a partition, a stall) is
+/// found gone when the keep-alive stream reconnects, and replaced: the broker registers
+/// anew instead of retrying the dead lease forever.
+#[tokio::test]
+async fn a_lease_lost_while_the_keep_alive_was_down_is_replaced_on_reconnect() {
+    let etcd = Etcd::start().await;
+    let a = etcd.broker(1).await;
+    let old = a.broker_lease().expect("a lease");
+    let mut raw = etcd.raw_client().await;
+    let mut watch = raw.watch(etcd.broker_key(1), None).await.expect("watch");
+    a.stop_keeping();
+    raw.lease_revoke(old).await.expect("revoke");
+    let (put, _) = next_change(&mut watch, "deletion of broker 1's key").await;
+    assert!(!put);
+    a.resume_keeping();
+    let (put, lease) = next_change(&mut watch, "broker 1's key put back").await;
+    assert!(put);
+    assert_ne!(lease, old, "the key came back under the lost lease");
+    a.sync().await.expect("sync");
+    assert_eq!(a.brokers().await.expect("brokers").len(), 1);
+}
+
 #[tokio::test]
 async fn an_etcd_outage_fails_calls_keeps_reads_and_recovers() {
     let mut etcd = Etcd::start().await;

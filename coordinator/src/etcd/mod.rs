@@ -342,6 +342,23 @@ impl EtcdCoordinator {
         }
     }
 
+    /// Stops keeping the lease alive, and nothing else: as a broker whose keep-alive stream
+    /// is broken finds itself. `resume_keeping` starts again from the lease it had.
+    #[cfg(feature = "testing")]
+    pub fn stop_keeping(&self) {
+        if let Some(keeper) = self.keeper.lock().take() {
+            keeper.abort();
+        }
+    }
+
+    /// Starts keeping the lease alive again after `stop_keeping`, as a broker does when its
+    /// keep-alive stream reconnects.
+    #[cfg(feature = "testing")]
+    pub fn resume_keeping(&self) {
+        self.stop_keeping();
+        self.spawn_keeper();
+    }
+
     /// The configuration in force (the lease TTL rounded to whole seconds).
     pub fn config(&self) -> &EtcdConfig {
         &self.shared.config

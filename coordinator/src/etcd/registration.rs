@@ -8,7 +8,8 @@
 //! the TTL. When etcd answers that the lease is gone (TTL 0: it expired while etcd was
 //! unreachable, or was revoked), the task grants a new lease and puts the key again, logging
 //! it. When the keep-alive stream breaks it reconnects with back-off; etcd then tells whether
-//! the lease survived. Whenever the cache changes, the task also puts the broker key back if
+//! the lease survived (a stream opened for a lease that is gone fails, so that failure is
+//! followed by a lookup of the lease). Whenever the cache changes, the task also puts the broker key back if
 //! it vanished while the lease lives, and campaigns for the controller key if nobody holds it.
 //!
 //! The campaign is one transaction: `create_revision(controller) == 0` → put
@@ -180,7 +181,14 @@ async fn hold(shared: &Shared, info: &BrokerInfo, lease: i64, backoff: &mut Back
     .await
     {
         Ok(pair) => pair,
-        Err(error) => return Held::Broken(error),
+        // Opening the stream fails, rather than answering TTL 0, when the lease is gone
+        // (it ran out while the stream was down): ask etcd which it is.
+        Err(error) => {
+            return match lease_exists(shared, lease).await {
+                Ok(false) => Held::Lost,
+                Ok(true) | Err(_) => Held::Broken(error),
+            }
+        }
     };
     let mut revisions = shared.cache.revision();
     let mut tick = tokio::time::interval(ttl / KEEPALIVES_PER_TTL);
@@ -216,6 +224,18 @@ async fn hold(shared: &Shared, info: &BrokerInfo, lease: i64, backoff: &mut Back
             }
         }
     }
+}
+
+/// Whether etcd still holds `lease` (it answers TTL -1 for one that expired or was revoked).
+async fn lease_exists(shared: &Shared, lease: i64) -> Result<bool> {
+    let mut lease_client = shared.client.lease_client();
+    let answer = within(
+        shared.config.request_timeout,
+        "look up the broker lease",
+        lease_client.time_to_live(lease, None),
+    )
+    .await?;
+    Ok(answer.ttl() > 0)
 }
 
 /// Puts the broker key back if the cache lacks it, and campaigns if nobody is controller.
