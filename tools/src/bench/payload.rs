@@ -14,7 +14,8 @@
 //!
 //! Bodies are cut from a shared arena (one allocation per [`ARENA_BYTES`], reused once its
 //! bodies are dropped), so making a message costs one copy of the template and no
-//! allocation of its own.
+//! allocation of its own. Runs that do not read send times (`produce`) share one body
+//! among all messages instead, as Kafka's `kafka-producer-perf-test` sends one payload.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,8 @@ const BATCH_SLACK_BYTES: usize = 64;
 pub struct Payloads {
     template: Vec<u8>,
     arena: BytesMut,
+    /// One body for every message that need not carry its send time (stamped 0).
+    shared: Bytes,
 }
 
 impl Payloads {
@@ -48,9 +51,12 @@ impl Payloads {
             message_size >= TIMESTAMP_BYTES,
             "checked by the argument parser"
         );
+        let mut shared = vec![b'x'; message_size];
+        shared[..TIMESTAMP_BYTES].fill(0);
         Payloads {
             template: vec![b'x'; message_size],
             arena: BytesMut::new(),
+            shared: Bytes::from(shared),
         }
     }
 
@@ -66,6 +72,11 @@ impl Payloads {
         self.arena.extend_from_slice(&self.template);
         self.arena[..TIMESTAMP_BYTES].copy_from_slice(&sent_us.to_le_bytes());
         self.arena.split().freeze()
+    }
+
+    /// The body every unstamped message shares (send time 0): no copy, no allocation.
+    pub fn shared(&self) -> Bytes {
+        self.shared.clone()
     }
 }
 
@@ -110,6 +121,9 @@ mod tests {
         assert_eq!(sent_micros(&a), Some(42));
         assert_eq!(sent_micros(&b), Some(43), "bodies do not share bytes");
         assert_eq!(sent_micros(b"short"), None);
+        let shared = payloads.shared();
+        assert_eq!(shared.len(), 1000);
+        assert_eq!(sent_micros(&shared), Some(0), "unstamped");
     }
 
     #[test]

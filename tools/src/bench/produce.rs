@@ -48,6 +48,9 @@ pub struct ProducerPlan {
     pub sync: bool,
     /// Receipts tracked at a time (pipelined mode).
     pub window: usize,
+    /// Whether each body carries its send time (e2e: the consumers read it); otherwise
+    /// every message shares one body.
+    pub stamp_send_time: bool,
 }
 
 /// Runs one producer to the end of its plan; returns its latencies.
@@ -99,8 +102,12 @@ impl Sender {
     /// The next message and its send time (one clock read for both).
     fn message(&mut self) -> (Message, Instant) {
         let now = Instant::now();
-        let sent_us = self.clock.micros_at(now);
-        let message = Message::new(self.plan.topic.clone(), self.payloads.body(sent_us));
+        let body = if self.plan.stamp_send_time {
+            self.payloads.body(self.clock.micros_at(now))
+        } else {
+            self.payloads.shared()
+        };
+        let message = Message::new(self.plan.topic.clone(), body);
         (message, now)
     }
 
