@@ -462,6 +462,31 @@ fn a_leader_refuses_batches_whose_records_cannot_be_read() {
 }
 
 #[test]
+fn one_append_decompresses_at_most_the_readers_limit_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    // Each batch decompresses to a little over 3/5 of the limit: one fits, two do not.
+    let value = vec![0u8; DECOMPRESSED_BYTES_MAX / 5 * 3];
+    let one = batch(&[&value], 1, Compression::Zstd);
+    let mut two = one.clone();
+    two.extend_from_slice(&one);
+    let result = log.append_as_leader(&mut two, LeaderEpoch(0));
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidBatch(BatchError::DecompressedTooLarge { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(log.log_end_offset(), Offset(0));
+    for _ in 0..2 {
+        log.append_as_leader(&mut one.clone(), LeaderEpoch(0))
+            .expect("each batch alone is within the limit");
+    }
+    assert_eq!(log.log_end_offset(), Offset(2));
+}
+
+#[test]
 fn a_log_told_not_to_check_records_stores_what_its_header_and_crc_allow() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -27,8 +27,8 @@
 //! (`MessageTooLarge`), and put the batch bytes on the queue's bounded appender channel
 //! (`Busy` when full). The returned future awaits the append's result. The appender task
 //! takes every waiting job per wake-up and appends them in order on one blocking thread with
-//! `PartitionLog::append_as_leader`, which validates each batch (bounds, CRC; no
-//! decompression) and rewrites base offset and leader epoch in place — in the frame's own
+//! `PartitionLog::append_as_leader`, which validates each batch (bounds, CRC, then every
+//! record, decompressing within a per-append budget) and rewrites base offset and leader epoch in place — in the frame's own
 //! buffer when nothing else shares it. After each append the queue's high watermark moves to
 //! the log end (one node: the leader is the whole in-sync set) and a `watch` channel wakes
 //! long polls. Under the every-write flush policy the jobs of one wake-up share one write and

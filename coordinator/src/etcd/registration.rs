@@ -146,12 +146,17 @@ pub async fn keep(shared: Arc<Shared>) {
         };
         match hold(&shared, &info, lease, &mut backoff).await {
             Held::Lost => {
+                // Back-off resets on every keep-alive answer: a lease lost after a healthy
+                // run is replaced at once, one lost again before its first answer waits.
+                let pause = backoff.next();
                 tracing::warn!(
                     broker = info.id,
                     lease,
+                    ?pause,
                     "the broker lease is gone; registering anew"
                 );
                 shared.clear_lease(lease);
+                tokio::time::sleep(pause).await;
             }
             Held::Broken(error) => {
                 let pause = backoff.next();
@@ -226,7 +231,8 @@ async fn hold(shared: &Shared, info: &BrokerInfo, lease: i64, backoff: &mut Back
     }
 }
 
-/// Whether etcd still holds `lease` (it answers TTL -1 for one that expired or was revoked).
+/// Whether etcd still holds `lease`: it answers TTL -1 for one that expired or was revoked
+/// (0 is a lease with under a second left, still alive).
 async fn lease_exists(shared: &Shared, lease: i64) -> Result<bool> {
     let mut lease_client = shared.client.lease_client();
     let answer = within(
@@ -235,7 +241,7 @@ async fn lease_exists(shared: &Shared, lease: i64) -> Result<bool> {
         lease_client.time_to_live(lease, None),
     )
     .await?;
-    Ok(answer.ttl() > 0)
+    Ok(answer.ttl() >= 0)
 }
 
 /// Puts the broker key back if the cache lacks it, and campaigns if nobody is controller.

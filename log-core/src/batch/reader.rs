@@ -110,8 +110,13 @@ fn records_region(stored: &[u8], header: &BatchHeader, limit: usize) -> Result<R
 /// Decodes every record of `batch` (one whole batch, `header` parsed from it) and builds
 /// none: the checks [`Records`] makes, so a log can refuse a batch whose CRC is right but
 /// whose records are not (a count that does not match, a malformed record, a compressed
-/// region past [`DECOMPRESSED_BYTES_MAX`]).
-pub(crate) fn check_records(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+/// region past `decompress_limit`). Returns the bytes a compressed batch decompressed to
+/// (0 for an uncompressed one), so a caller can bound a whole append.
+pub(crate) fn check_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    decompress_limit: usize,
+) -> Result<usize, BatchError> {
     let stored =
         batch
             .get(BATCH_HEADER_BYTES..header.batch_size())
@@ -120,18 +125,18 @@ pub(crate) fn check_records(batch: &[u8], header: &BatchHeader) -> Result<(), Ba
                 available: batch.len(),
             })?;
     let decompressed;
-    let region = match records_region(stored, header, DECOMPRESSED_BYTES_MAX)? {
-        Region::Stored => stored,
+    let (region, inflated) = match records_region(stored, header, decompress_limit)? {
+        Region::Stored => (stored, 0),
         Region::Decompressed(records) => {
             decompressed = records;
-            &decompressed[..]
+            (&decompressed[..], decompressed.len())
         }
     };
     let mut walk = Walk::new(header);
     while let Some(step) = walk.step(region) {
         step?;
     }
-    Ok(())
+    Ok(inflated)
 }
 
 /// The records of one batch, decoded one at a time. See the module docs for what is checked.

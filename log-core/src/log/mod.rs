@@ -279,7 +279,8 @@ impl PartitionLog {
     ///
     /// A leader also requires each batch's record count to match its offset span, as a
     /// producer writes it: otherwise one small batch could claim 2^31 offsets. And it decodes
-    /// every record (decompressing first, within `DECOMPRESSED_BYTES_MAX`), as Kafka's broker
+    /// every record (decompressing first, within `DECOMPRESSED_BYTES_MAX` for the whole
+    /// append), as Kafka's broker
     /// does: a CRC only proves the bytes are what the producer sent, so records that cannot
     /// be read, or fewer than the header declares, would otherwise be stored and fail every
     /// reader of the partition (unless `LogConfig::check_records` is off). A follower copies
@@ -295,6 +296,9 @@ impl PartitionLog {
             });
         }
         let mut headers = Vec::with_capacity(1);
+        // What the record check may decompress for this whole append: one send of many small
+        // compressed batches must not cost more than one batch at the reader's limit.
+        let mut decompress_left = batch::DECOMPRESSED_BYTES_MAX;
         for item in batch::batches(records) {
             let (_, header, bytes) = item.map_err(Error::InvalidBatch)?;
             if as_leader
@@ -312,7 +316,9 @@ impl PartitionLog {
                 });
             }
             if as_leader && self.config.check_records {
-                batch::check_records(bytes, &header).map_err(Error::InvalidBatch)?;
+                let inflated = batch::check_records(bytes, &header, decompress_left)
+                    .map_err(Error::InvalidBatch)?;
+                decompress_left = decompress_left.saturating_sub(inflated);
             }
             headers.push(header);
         }
