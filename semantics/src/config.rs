@@ -177,9 +177,11 @@ pub struct BrokerConfig {
     #[serde(with = "humantime_duration")]
     pub lease_ttl: Duration,
     /// The most bytes pulls may hold at once, from their read to the moment their response
-    /// is written to the socket (each pull counts its `max_bytes`, up to 32 MiB). Pulls
-    /// beyond it wait: many consumers, or a client that pipelines pulls and never reads its
-    /// socket, cannot make the broker hold more. At least 32 MiB. Default 256 MiB.
+    /// is written to the socket (a pull counts the most its buffer can be: its `max_bytes`,
+    /// up to 32 MiB, or the bytes it returns if more). Pulls beyond it wait, and are
+    /// answered `Busy` if nothing frees by their deadline (at least 1 s): many consumers, or
+    /// a client that pipelines pulls and never reads its socket, cannot make the broker
+    /// hold more. At least 32 MiB and `max_message_bytes`. Default 256 MiB.
     pub pull_memory_bytes: u64,
 }
 
@@ -270,10 +272,11 @@ impl BrokerConfig {
                 humantime::format_duration(self.lease_ttl)
             )));
         }
-        let pull_max = wire::protocol::PULL_BYTES_MAX as u64;
+        // One pull's share is at most max(PULL_BYTES_MAX, max_message_bytes).
+        let pull_max = u64::from(wire::protocol::PULL_BYTES_MAX.max(self.max_message_bytes));
         if self.pull_memory_bytes < pull_max || self.pull_memory_bytes > u64::from(u32::MAX) {
             return Err(Error::Config(format!(
-                "pull_memory_bytes must be in {pull_max}..={}, got {}",
+                "pull_memory_bytes must be in {pull_max}..={} (at least one largest pull), got {}",
                 u32::MAX,
                 self.pull_memory_bytes
             )));
@@ -400,6 +403,15 @@ mod tests {
             };
             assert_eq!(config.validate().is_ok(), valid, "{bytes}");
         }
+        let large_messages = BrokerConfig {
+            max_message_bytes: 40 << 20,
+            pull_memory_bytes: smallest,
+            ..BrokerConfig::default()
+        };
+        assert!(
+            large_messages.validate().is_err(),
+            "a budget smaller than one message"
+        );
     }
 
     #[test]

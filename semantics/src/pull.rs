@@ -39,7 +39,7 @@ impl Broker {
             if queue.is_gone() {
                 return Err(error::unknown_topic(&queue.topic));
             }
-            let response = self.read(&queue, from, max_bytes).await?;
+            let response = self.read(&queue, from, max_bytes, deadline).await?;
             if !response.batches.is_empty() {
                 crate::metrics::pulled(&queue.topic, from, &response.batches);
                 return Ok(response);
@@ -86,38 +86,64 @@ impl Broker {
 
     /// Reads what is readable at `from`: an offset outside `[log start, log end]` is
     /// `OffsetOutOfRange`; at the readable end the answer is empty without touching the
-    /// disk. A read first takes `max_bytes` of the pull memory budget and its batches hold
-    /// it until they are dropped, which is after they are written to the socket.
+    /// disk.
+    ///
+    /// A read first takes its share of the pull memory budget: the most its buffer can
+    /// be, `max(max_bytes, max_message_bytes)` (the first batch is returned whole, however
+    /// small `max_bytes` is). Once read, it keeps `max(bytes returned, max_bytes)`, still
+    /// a bound on its buffer, and its batches hold that until they are dropped, after they
+    /// are written to the socket. A pull that cannot get its share by its deadline (at
+    /// least `PULL_MEMORY_WAIT_MIN`) is answered `Busy`, and clients retry after a pause.
     async fn read(
         &self,
         queue: &Arc<QueueHandle>,
         from: Offset,
         max_bytes: usize,
+        deadline: tokio::time::Instant,
     ) -> Result<PullResponse, ServiceError> {
         check_range(queue, from)?;
         if from >= queue.readable_end() {
             return Ok(empty(queue));
         }
-        // validate() keeps the budget at least PULL_BYTES_MAX, so a whole share always fits.
-        let share = u32::try_from(max_bytes.clamp(1, PULL_BYTES_MAX as usize)).unwrap_or(1);
-        let permit = {
+        // validate() keeps the budget at least this large, so a whole share always fits.
+        let most = max_bytes.max(self.config.max_message_bytes as usize);
+        let share = u32::try_from(most.max(1)).unwrap_or(u32::MAX);
+        let mut permit = {
             let _waiting = crate::metrics::WaitingForMemory::start();
-            Arc::clone(&self.pull_memory)
-                .acquire_many_owned(share)
-                .await
-                .map_err(|_| error::shutting_down())?
+            let mut shutdown = self.shutdown.subscribe();
+            let give_up = deadline.max(tokio::time::Instant::now() + PULL_MEMORY_WAIT_MIN);
+            tokio::select! {
+                permit = Arc::clone(&self.pull_memory).acquire_many_owned(share) => {
+                    permit.map_err(|_| error::shutting_down())?
+                }
+                _ = shutdown.wait_for(|closing| *closing) => return Err(error::shutting_down()),
+                () = tokio::time::sleep_until(give_up) => {
+                    return Err(ServiceError::new(
+                        ErrorCode::Busy,
+                        "the broker's pull memory is all held by responses not yet sent; retry",
+                    ))
+                }
+            }
         };
-        let held = Held::new(permit, share);
         let mut response = read(queue, from, max_bytes).await?;
-        if !response.batches.is_empty() {
-            response.batches = Bytes::from_owner(HeldBatches {
-                bytes: response.batches,
-                _held: held,
-            });
+        if response.batches.is_empty() {
+            return Ok(response);
         }
+        let kept = u32::try_from(response.batches.len().max(max_bytes))
+            .unwrap_or(u32::MAX)
+            .min(share);
+        drop(permit.split((share - kept) as usize));
+        response.batches = Bytes::from_owner(HeldBatches {
+            bytes: response.batches,
+            _held: Held::new(permit, kept),
+        });
         Ok(response)
     }
 }
+
+/// The least a pull waits for its share of the pull memory budget before it is answered
+/// `Busy`, even one that asked not to wait.
+const PULL_MEMORY_WAIT_MIN: Duration = Duration::from_secs(1);
 
 /// A share of the pull memory budget, counted in `runnel_pull_memory_held_bytes`.
 struct Held {

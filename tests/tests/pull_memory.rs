@@ -2,13 +2,14 @@
 //! read its socket makes later pulls wait, instead of making the broker hold every response.
 //!
 //! Workload: a broker whose config file sets `pull_memory_bytes` to 32 MiB; a queue holding
-//! 17 MiB; a raw TCP client that writes three pulls of 16 MiB (`max_wait_ms` 0) at once and
+//! 17 MiB; a raw TCP client that writes three pulls of 16 MiB (`max_wait_ms` 30 s) at once and
 //! reads nothing. The first response cannot leave (socket buffers hold a few MiB), the second
 //! waits behind it, and the third must wait for budget.
 //!
 //! Checks, on events: the broker reports 32 MiB held and one pull waiting
-//! (`runnel_pull_memory_held_bytes`, `runnel_pulls_waiting_for_memory`); once the client
-//! reads, all three pulls are answered in full, and the budget is free again.
+//! (`runnel_pull_memory_held_bytes`, `runnel_pulls_waiting_for_memory`); a pull from another
+//! client that asks not to wait is answered `Busy`; once the stuck client reads, all three
+//! pulls are answered in full, and the budget is free again.
 
 use bytes::Bytes;
 use log_core::batch::split_batches;
@@ -19,7 +20,7 @@ use tokio::net::TcpStream;
 use wire::client::{Admin, Client, Producer, ProducerConfig};
 use wire::codec::{self, Frame, FrameReader};
 use wire::protocol::{ApiKey, PullRequest, Request, RequestHeader, Response};
-use wire::{ErrorCode, Message};
+use wire::{Connection, ConnectionConfig, ErrorCode, Message};
 
 const TOPIC: &str = "large";
 const BUDGET: u64 = 32 << 20;
@@ -60,6 +61,18 @@ async fn pulls_past_the_memory_budget_wait_until_earlier_responses_are_written()
         },
     )
     .await;
+
+    // Meanwhile another consumer that asks not to wait is told to come back later.
+    let other = Connection::connect(&broker.address, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let mut request = pull_request();
+    request.max_wait_ms = 0;
+    match wait::within("the other pull to be answered", other.call(request)).await {
+        Err(error) => assert_eq!(error.code(), Some(ErrorCode::Busy), "{error}"),
+        Ok(response) => panic!("the budget was exhausted, yet a pull was served: {response:?}"),
+    }
+    other.close();
 
     let mut frames = FrameReader::new(true);
     let mut answered = Vec::new();
@@ -132,6 +145,17 @@ async fn fill_queue(address: &str) {
     client.close();
 }
 
+fn pull_request() -> PullRequest {
+    PullRequest {
+        topic: TOPIC.to_owned(),
+        queue: 0,
+        offset: 0,
+        max_bytes: PULL_BYTES,
+        // Long enough that the third pull waits for budget rather than being answered Busy.
+        max_wait_ms: 30_000,
+    }
+}
+
 fn pull_frame(correlation_id: u32) -> Bytes {
     let header = RequestHeader {
         api_key: ApiKey::Pull.as_u16(),
@@ -140,14 +164,7 @@ fn pull_frame(correlation_id: u32) -> Bytes {
         flags: 0,
         client_id: "no-reader".to_owned(),
     };
-    let request = PullRequest {
-        topic: TOPIC.to_owned(),
-        queue: 0,
-        offset: 0,
-        max_bytes: PULL_BYTES,
-        max_wait_ms: 0,
-    };
-    codec::encode_request(&header, &Request::Pull(request))
+    codec::encode_request(&header, &Request::Pull(pull_request()))
         .expect("encode")
         .to_bytes()
 }
