@@ -33,6 +33,9 @@ pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
 pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 1024;
 /// Default `ServerConfig::shutdown_grace`.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
+/// Default of `ServerConfig::write_stall_timeout` (and of clients' connections): a peer
+/// that reads nothing for this long is gone for practical purposes.
+pub const WRITE_STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
 /// The client id the server puts in the headers of requests it sends to clients.
 pub const SERVER_CLIENT_ID: &str = "runnel-broker";
@@ -53,6 +56,9 @@ pub struct ServerConfig {
     pub max_in_flight_per_connection: usize,
     /// On shutdown, how long requests in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// A connection whose writes make no progress for this long (the client stopped
+    /// reading) is closed, and the responses waiting for it are dropped.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +67,7 @@ impl Default for ServerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_in_flight_per_connection: MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            write_stall_timeout: WRITE_STALL_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -207,6 +214,7 @@ async fn serve_connection<S: Service>(
         trust_lengths: false,
         shutdown: Some(stop),
         shutdown_grace: config.shutdown_grace,
+        write_stall_timeout: config.write_stall_timeout,
     };
     drive(stream, link, queue, dispatch, options).await;
     service.disconnected(connection_id);

@@ -54,6 +54,8 @@ pub(crate) struct DriverOptions {
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
     /// After the shutdown signal, how long requests in flight may take to finish.
     pub(crate) shutdown_grace: Duration,
+    /// How long a write may make no progress before the connection is closed.
+    pub(crate) write_stall_timeout: Duration,
 }
 
 /// Why the reading loop ended.
@@ -83,7 +85,8 @@ pub(crate) async fn run<D: Dispatch>(
         peer = %link.peer_addr()
     );
     let (read, write) = stream.into_split();
-    let writer = outbound::run(write, queue, Arc::clone(&link)).instrument(span.clone());
+    let writer = outbound::run(write, queue, Arc::clone(&link), options.write_stall_timeout)
+        .instrument(span.clone());
     let writer = tokio::spawn(writer);
     let mut driver = Driver {
         frames: FrameReader::new(options.trust_lengths),

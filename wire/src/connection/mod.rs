@@ -129,6 +129,7 @@ impl Connection {
             trust_lengths: true,
             shutdown: None,
             shutdown_grace: Duration::ZERO,
+            write_stall_timeout: crate::server::WRITE_STALL_TIMEOUT_DEFAULT,
         };
         let dispatch = ClientDispatch {
             handler: config.handler.clone(),

@@ -3,11 +3,14 @@
 //! It takes every frame already queued (up to `WRITE_BATCH_BYTES_MAX`) before writing, so a
 //! burst of small requests or responses leaves in one `writev`. Small chunks (headers, small
 //! bodies) are copied into one reused staging buffer; large chunks (record batches) are passed
-//! to the kernel as their own iovecs, never copied in user space.
+//! to the kernel as their own iovecs, never copied in user space. A write that makes no
+//! progress for the stall timeout (the other end stopped reading) closes the connection, so
+//! a stuck peer cannot pin the responses queued for it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -35,10 +38,20 @@ pub(crate) async fn run(
     mut socket: OwnedWriteHalf,
     mut queue: mpsc::Receiver<Outbound>,
     link: Arc<Link>,
+    stall_timeout: Duration,
 ) {
-    match write_frames(&mut socket, &mut queue).await {
+    match write_frames(&mut socket, &mut queue, stall_timeout).await {
         Ok(()) => {
             let _ = socket.shutdown().await;
+        }
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+            tracing::warn!(
+                connection = link.connection_id(),
+                peer = %link.peer_addr(),
+                %error,
+                "the other end stopped reading; closing the connection"
+            );
+            link.close();
         }
         Err(error) => {
             tracing::debug!(
@@ -55,6 +68,7 @@ pub(crate) async fn run(
 async fn write_frames(
     socket: &mut OwnedWriteHalf,
     queue: &mut mpsc::Receiver<Outbound>,
+    stall_timeout: Duration,
 ) -> io::Result<()> {
     let mut batch = Batch::default();
     loop {
@@ -68,7 +82,7 @@ async fn write_frames(
                 Err(_) => break,
             }
         }
-        batch.write_to(socket).await?;
+        batch.write_to(socket, stall_timeout).await?;
         if finish {
             return Ok(());
         }
@@ -108,7 +122,13 @@ impl Batch {
         }
     }
 
-    async fn write_to(&mut self, socket: &mut OwnedWriteHalf) -> io::Result<()> {
+    /// Writes everything gathered; fails with `TimedOut` when the socket takes no byte for
+    /// `stall_timeout` (the other end stopped reading).
+    async fn write_to(
+        &mut self,
+        socket: &mut OwnedWriteHalf,
+        stall_timeout: Duration,
+    ) -> io::Result<()> {
         self.seal_staging();
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); IOVECS_PER_WRITE];
@@ -117,7 +137,15 @@ impl Batch {
                 *slice = IoSlice::new(chunk);
                 count += 1;
             }
-            let written = socket.write_vectored(&slices[..count]).await?;
+            let writing = socket.write_vectored(&slices[..count]);
+            let written = tokio::time::timeout(stall_timeout, writing)
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no byte written for {stall_timeout:?}"),
+                    )
+                })??;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
