@@ -126,41 +126,23 @@ pub(crate) fn group_lag(group: &str, topic: &str, lag: u64) {
     gauge!(GROUP_LAG, "group" => group.to_owned(), "topic" => topic.to_owned()).set(lag as f64);
 }
 
-/// Moves `runnel_pull_memory_held_bytes` by `bytes` (negative: released).
-pub(crate) fn pull_memory_held(bytes: f64) {
-    gauge!(PULL_MEMORY_HELD).increment(bytes);
-}
-
-/// Counts one pull in `runnel_pulls_waiting_for_memory` while it lives.
+/// Adds `amount` to a gauge for as long as it lives: a pull waiting for an append or for
+/// budget (1 each), the pull memory a response holds (its bytes).
 #[derive(Debug)]
-pub(crate) struct WaitingForMemory(());
+pub(crate) struct GaugeShare {
+    name: &'static str,
+    amount: f64,
+}
 
-impl WaitingForMemory {
-    pub fn start() -> WaitingForMemory {
-        gauge!(PULLS_WAITING_FOR_MEMORY).increment(1.0);
-        WaitingForMemory(())
+impl GaugeShare {
+    pub(crate) fn add(name: &'static str, amount: f64) -> GaugeShare {
+        gauge!(name).increment(amount);
+        GaugeShare { name, amount }
     }
 }
 
-impl Drop for WaitingForMemory {
+impl Drop for GaugeShare {
     fn drop(&mut self) {
-        gauge!(PULLS_WAITING_FOR_MEMORY).decrement(1.0);
-    }
-}
-
-/// Counts one waiting pull in `runnel_long_polls_waiting` while it lives.
-#[derive(Debug)]
-pub(crate) struct LongPollWaiting(());
-
-impl LongPollWaiting {
-    pub fn start() -> LongPollWaiting {
-        gauge!(LONG_POLLS_WAITING).increment(1.0);
-        LongPollWaiting(())
-    }
-}
-
-impl Drop for LongPollWaiting {
-    fn drop(&mut self) {
-        gauge!(LONG_POLLS_WAITING).decrement(1.0);
+        gauge!(self.name).decrement(self.amount);
     }
 }

@@ -22,7 +22,7 @@ use wire::{ErrorCode, ServiceError};
 
 use crate::broker::Broker;
 use crate::error;
-use crate::metrics::LongPollWaiting;
+use crate::metrics::{GaugeShare, LONG_POLLS_WAITING, PULLS_WAITING_FOR_MEMORY, PULL_MEMORY_HELD};
 use crate::queue::QueueHandle;
 
 impl Broker {
@@ -34,7 +34,7 @@ impl Broker {
         let deadline = tokio::time::Instant::now() + wait;
         let mut appended = queue.subscribe();
         let mut shutdown = self.shutdown.subscribe();
-        let mut waiting: Option<LongPollWaiting> = None;
+        let mut waiting: Option<GaugeShare> = None;
         loop {
             if queue.is_gone() {
                 return Err(error::unknown_topic(&queue.topic));
@@ -47,7 +47,7 @@ impl Broker {
             if wait.is_zero() || *shutdown.borrow() {
                 return Ok(response);
             }
-            waiting.get_or_insert_with(LongPollWaiting::start);
+            waiting.get_or_insert_with(|| GaugeShare::add(LONG_POLLS_WAITING, 1.0));
             tokio::select! {
                 changed = appended.changed() => {
                     if changed.is_err() {
@@ -109,7 +109,7 @@ impl Broker {
         let most = max_bytes.max(self.config.max_message_bytes as usize);
         let share = u32::try_from(most.max(1)).unwrap_or(u32::MAX);
         let mut permit = {
-            let _waiting = crate::metrics::WaitingForMemory::start();
+            let _waiting = GaugeShare::add(PULLS_WAITING_FOR_MEMORY, 1.0);
             let mut shutdown = self.shutdown.subscribe();
             let give_up = deadline.max(tokio::time::Instant::now() + PULL_MEMORY_WAIT_MIN);
             tokio::select! {
@@ -135,7 +135,8 @@ impl Broker {
         drop(permit.split((share - kept) as usize));
         response.batches = Bytes::from_owner(HeldBatches {
             bytes: response.batches,
-            _held: Held::new(permit, kept),
+            _permit: permit,
+            _counted: GaugeShare::add(PULL_MEMORY_HELD, f64::from(kept)),
         });
         Ok(response)
     }
@@ -145,32 +146,12 @@ impl Broker {
 /// `Busy`, even one that asked not to wait.
 const PULL_MEMORY_WAIT_MIN: Duration = Duration::from_secs(1);
 
-/// A share of the pull memory budget, counted in `runnel_pull_memory_held_bytes`.
-struct Held {
-    _permit: OwnedSemaphorePermit,
-    bytes: u32,
-}
-
-impl Held {
-    fn new(permit: OwnedSemaphorePermit, bytes: u32) -> Held {
-        crate::metrics::pull_memory_held(f64::from(bytes));
-        Held {
-            _permit: permit,
-            bytes,
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        crate::metrics::pull_memory_held(-f64::from(self.bytes));
-    }
-}
-
-/// A pull's batches with the share of the budget they hold.
+/// A pull's batches with the share of the budget they hold, counted in
+/// `runnel_pull_memory_held_bytes`.
 struct HeldBatches {
     bytes: Bytes,
-    _held: Held,
+    _permit: OwnedSemaphorePermit,
+    _counted: GaugeShare,
 }
 
 impl AsRef<[u8]> for HeldBatches {

@@ -173,13 +173,13 @@ impl ReceivedMessage {
     /// Maps a stored record back to a message. Header values that are not UTF-8 are kept
     /// lossily; a record without a value has an empty body.
     pub fn from_record(topic: &str, queue: u32, record: Record) -> ReceivedMessage {
+        let mut message = ReceivedMessage::bare(topic, queue, record.offset.0, record.timestamp);
         let headers = record
             .headers
             .iter()
             .map(|h| (&h.key[..], h.value.as_deref()));
-        let mut message = ReceivedMessage::bare(topic, queue, record.offset.0, record.timestamp);
-        message.body = record.value.clone().unwrap_or_default();
         message.fill(record.key.as_deref(), headers);
+        message.body = record.value.unwrap_or_default();
         message
     }
 
