@@ -103,7 +103,7 @@ impl QueueSender {
     pub(crate) fn append(&self, message: Message, id: MessageId, pending: Pending, urgent: bool) {
         let mut accumulator = self.accumulator.lock();
         let before = accumulator.ready_at();
-        accumulator.append(message, id, pending, Instant::now(), urgent);
+        accumulator.append(message, id, pending, Instant::now, urgent);
         let after = accumulator.ready_at();
         drop(accumulator);
         // The task needs waking only when a batch became ready sooner than it planned for: the

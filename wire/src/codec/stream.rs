@@ -5,11 +5,15 @@
 //! slices of the very memory the socket filled. A length prefix over `FRAME_BYTES_MAX` fails
 //! before any of the frame is read.
 //!
-//! How much room a frame announces is reserved for depends on who sent it. A server trusts no
-//! prefix: it grows the buffer with the bytes that actually arrive (at most about twice those
-//! plus `READ_BUFFER_BYTES`), so a client announcing 64 MiB and sending nothing costs nothing.
-//! A client trusts its broker and reserves the whole frame at once, so a 32 MiB pull response
-//! lands in one allocation without being copied while it grows.
+//! How much room a frame announces is reserved for depends on who sent it. A server trusts a
+//! prefix only as far as the bytes behind it: it grows the buffer with the bytes that actually
+//! arrive (doubling, from `READ_BUFFER_BYTES`) until an eighth of the frame is in, and then
+//! reserves the rest at once. A client announcing 64 MiB and sending nothing therefore costs
+//! nothing, what is reserved is never more than eight times what was received, and a large
+//! frame is copied while it grows for its first eighth only (doubling all the way would copy
+//! about all of it once more). A client trusts its broker and reserves the whole frame at
+//! once, so a 32 MiB pull response lands in one allocation without being copied while it
+//! grows.
 
 use bytes::{Buf, BytesMut};
 
@@ -21,6 +25,9 @@ pub const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// Below this much spare room, the buffer is refilled to `READ_BUFFER_BYTES` before a read.
 const READ_SPARE_BYTES_MIN: usize = 4 << 10;
+
+/// A server reserves the rest of a frame once `1 / UNTRUSTED_RESERVE_RATIO` of it is in.
+const UNTRUSTED_RESERVE_RATIO: usize = 8;
 
 /// Splits frames out of the bytes read from one connection.
 #[derive(Debug)]
@@ -73,8 +80,11 @@ impl FrameReader {
         let spare = self.buffer.capacity() - self.buffer.len();
         let wanted = match self.pending_length() {
             Ok(Some(length)) => {
-                let missing = (LENGTH_PREFIX_BYTES + length).saturating_sub(self.buffer.len());
-                if self.trust_lengths {
+                let whole = LENGTH_PREFIX_BYTES + length;
+                let missing = whole.saturating_sub(self.buffer.len());
+                if self.trust_lengths
+                    || self.buffer.len().saturating_mul(UNTRUSTED_RESERVE_RATIO) >= whole
+                {
                     missing
                 } else {
                     missing.min(self.buffer.len().max(READ_BUFFER_BYTES))
@@ -134,6 +144,27 @@ mod tests {
         reader.read_buffer().put_u32(32 << 20);
         assert_eq!(reader.next_frame(), Ok(None));
         assert!(reader.read_buffer().capacity() <= 2 * READ_BUFFER_BYTES + 8);
+
+        // Once an eighth of the frame is in, the rest is reserved in one step.
+        let frame = 1 << 20;
+        let mut reader = FrameReader::new(false);
+        reader.read_buffer().put_u32(frame as u32);
+        let mut received = 0;
+        while (LENGTH_PREFIX_BYTES + received) * UNTRUSTED_RESERVE_RATIO
+            < LENGTH_PREFIX_BYTES + frame
+        {
+            let buffer = reader.read_buffer();
+            assert!(
+                buffer.capacity() <= 2 * (buffer.len() + READ_BUFFER_BYTES),
+                "{} reserved for {} received",
+                buffer.capacity(),
+                buffer.len()
+            );
+            let room = buffer.capacity() - buffer.len();
+            buffer.put_bytes(0, room);
+            received += room;
+        }
+        assert!(reader.read_buffer().capacity() >= LENGTH_PREFIX_BYTES + frame);
 
         let mut trusting = FrameReader::new(true);
         trusting.read_buffer().put_u32(32 << 20);
