@@ -23,7 +23,9 @@
 //! encoded twice.
 //!
 //! The accumulator is plain data with no clock or task of its own: callers pass `now`, and
-//! `next` says whether a batch is ready or when to look again.
+//! `next` says whether a batch is ready or when to look again. What a caller needs to answer
+//! a batch's messages (the producer's shared reply) is one ticket per batch, made when the
+//! batch opens, so nothing is allocated per message beyond its encoded bytes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -51,30 +53,33 @@ pub(crate) struct BatchPolicy {
 }
 
 /// A batch being filled, or sealed and waiting to be built and sent. `T` is what the caller
-/// needs per message to answer it (the producer's reply channel).
+/// needs to answer the batch's messages (the producer's shared reply).
 #[derive(Debug)]
 pub(crate) struct OpenBatch<T> {
     builder: BatchBuilder,
-    /// The messages, kept only while the batch is below the compression threshold.
-    small: Option<Vec<Message>>,
-    entries: Vec<(MessageId, T)>,
+    /// The messages and their ids, kept only while the batch is below the compression
+    /// threshold.
+    small: Option<Vec<(Message, MessageId)>>,
+    count: usize,
+    ticket: T,
     created: Instant,
     /// Ready without waiting for the linger.
     urgent: bool,
 }
 
-/// A finished batch: its bytes and, in record order, each message's id and ticket.
+/// A finished batch: its bytes, its message count and its ticket.
 #[derive(Debug)]
 pub(crate) struct BuiltBatch<T> {
     pub(crate) bytes: Bytes,
-    pub(crate) entries: Vec<(MessageId, T)>,
+    pub(crate) count: usize,
+    pub(crate) ticket: T,
 }
 
-/// A batch that could not be built (a codec failed), with the tickets to answer.
+/// A batch that could not be built (a codec failed), with the ticket to answer.
 #[derive(Debug)]
 pub(crate) struct BuildFailed<T> {
     pub(crate) error: Error,
-    pub(crate) entries: Vec<(MessageId, T)>,
+    pub(crate) ticket: T,
 }
 
 /// One queue's accumulator; see the module docs.
@@ -83,10 +88,8 @@ pub(crate) struct Accumulator<T> {
     policy: BatchPolicy,
     open: Option<OpenBatch<T>>,
     sealed: VecDeque<OpenBatch<T>>,
-    /// The uncompressed size and message count of the batch sealed last: what the next one
-    /// reserves.
+    /// The uncompressed size of the batch sealed last: what the next one reserves.
     last_sealed_bytes: usize,
-    last_sealed_count: usize,
 }
 
 impl<T> Accumulator<T> {
@@ -96,22 +99,21 @@ impl<T> Accumulator<T> {
             open: None,
             sealed: VecDeque::new(),
             last_sealed_bytes: 0,
-            last_sealed_count: 0,
         }
     }
 
     /// Adds a message; seals the open batch first if the message would overflow it, and
-    /// after if the batch is now full. `urgent` makes its batch ready now. `now` is called
-    /// only when the message opens a batch (the clock is read once per batch, not per
-    /// message).
+    /// after if the batch is now full. `urgent` makes its batch ready now. When the message
+    /// opens a batch, `open` gives the time (so the clock is read once per batch, not per
+    /// message) and the batch's ticket. Returns the ticket of the message's batch and the
+    /// message's index in it.
     pub(crate) fn append(
         &mut self,
         message: Message,
         id: MessageId,
-        ticket: T,
-        now: impl FnOnce() -> Instant,
         urgent: bool,
-    ) {
+        open: impl FnOnce() -> (Instant, T),
+    ) -> (&mut T, usize) {
         let estimate = record_size_estimate(&message);
         if self
             .open
@@ -122,32 +124,44 @@ impl<T> Accumulator<T> {
         }
         let policy = self.policy;
         let reserve = capacity(&policy, estimate, self.last_sealed_bytes);
-        let count = self.last_sealed_count;
-        let open = self.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::with_capacity(policy.compression, reserve),
-            small: (policy.compression != Compression::None).then(Vec::new),
-            entries: Vec::with_capacity(count),
-            created: now(),
-            urgent: false,
+        let open = self.open.get_or_insert_with(|| {
+            let (created, ticket) = open();
+            OpenBatch {
+                builder: BatchBuilder::with_capacity(policy.compression, reserve),
+                small: (policy.compression != Compression::None).then(Vec::new),
+                count: 0,
+                ticket,
+                created,
+                urgent: false,
+            }
         });
         open.urgent |= urgent;
         message.append_to(&mut open.builder, &id);
-        open.entries.push((id, ticket));
+        let index = open.count;
+        open.count += 1;
         if open.builder.size_bytes() >= policy.compression_threshold_bytes {
             open.small = None;
         } else if let Some(small) = open.small.as_mut() {
-            small.push(message);
+            small.push((message, id));
         }
         if open.builder.size_bytes() >= policy.batch_bytes {
             self.seal_now();
         }
+        let batch = match self.open.as_mut() {
+            Some(open) => open,
+            // Just sealed: the message's batch is the newest sealed one.
+            None => self
+                .sealed
+                .back_mut()
+                .expect("a batch sealed by this append is in `sealed`"),
+        };
+        (&mut batch.ticket, index)
     }
 
     /// Seals the open batch, if any, so it leaves without waiting for its linger.
     pub(crate) fn seal_now(&mut self) {
         if let Some(open) = self.open.take() {
             self.last_sealed_bytes = open.builder.size_bytes();
-            self.last_sealed_count = open.entries.len();
             self.sealed.push_back(open);
         }
     }
@@ -186,17 +200,17 @@ impl<T> Accumulator<T> {
 impl<T> OpenBatch<T> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     /// Finishes the batch, plain when below the compression threshold; see the module docs.
-    /// On failure the tickets come back with the error, so each can be answered.
+    /// On failure the ticket comes back with the error, so the messages can be answered.
     pub(crate) fn build(self, policy: &BatchPolicy) -> Result<BuiltBatch<T>, BuildFailed<T>> {
         let builder = match self.small {
             Some(messages) if self.builder.size_bytes() < policy.compression_threshold_bytes => {
                 let mut plain =
                     BatchBuilder::with_capacity(Compression::None, self.builder.size_bytes());
-                for (message, (id, _)) in messages.iter().zip(&self.entries) {
+                for (message, id) in &messages {
                     message.append_to(&mut plain, id);
                 }
                 plain
@@ -206,11 +220,12 @@ impl<T> OpenBatch<T> {
         match builder.build() {
             Ok(bytes) => Ok(BuiltBatch {
                 bytes: bytes.freeze(),
-                entries: self.entries,
+                count: self.count,
+                ticket: self.ticket,
             }),
             Err(error) => Err(BuildFailed {
                 error: Error::Batch(log_core::Error::InvalidBatch(error)),
-                entries: self.entries,
+                ticket: self.ticket,
             }),
         }
     }
@@ -295,12 +310,23 @@ mod tests {
             .with_key(format!("k{n}"))
     }
 
+    /// Each message's id and number, in batch order: the test's batch ticket.
+    type Tickets = Vec<(MessageId, usize)>;
+
+    /// Appends message number `n` with a new id, recording both in its batch's ticket.
+    fn add(acc: &mut Accumulator<Tickets>, message: Message, n: usize, now: Instant, urgent: bool) {
+        let id = MessageId::generate();
+        let (tickets, index) = acc.append(message, id, urgent, || (now, Vec::new()));
+        assert_eq!(index, tickets.len(), "indexes count the batch's messages");
+        tickets.push((id, n));
+    }
+
     /// Every batch the accumulator has ready now, built.
     fn drain(
-        acc: &mut Accumulator<usize>,
+        acc: &mut Accumulator<Tickets>,
         now: Instant,
         policy: &BatchPolicy,
-    ) -> Vec<BuiltBatch<usize>> {
+    ) -> Vec<BuiltBatch<Tickets>> {
         let mut out = Vec::new();
         while let Some(batch) = acc.take_ready(now) {
             out.push(batch.build(policy).unwrap());
@@ -308,7 +334,7 @@ mod tests {
         out
     }
 
-    fn decode(batch: &BuiltBatch<usize>) -> Vec<ReceivedMessage> {
+    fn decode(batch: &BuiltBatch<Tickets>) -> Vec<ReceivedMessage> {
         let parsed = split_batches(batch.bytes.clone()).next().unwrap().unwrap();
         parsed
             .records()
@@ -323,7 +349,7 @@ mod tests {
         let mut acc = Accumulator::new(policy);
         let now = Instant::now();
         for n in 0..40 {
-            acc.append(message(100, n), MessageId::generate(), n, || now, false);
+            add(&mut acc, message(100, n), n, now, false);
         }
         let batches = drain(&mut acc, now, &policy);
         assert!(batches.len() >= 4, "{} batches", batches.len());
@@ -335,8 +361,8 @@ mod tests {
                 batch.bytes.len()
             );
             let decoded = decode(batch);
-            assert_eq!(decoded.len(), batch.entries.len());
-            for (message, (id, ticket)) in decoded.iter().zip(&batch.entries) {
+            assert_eq!(decoded.len(), batch.count);
+            for (message, (id, ticket)) in decoded.iter().zip(&batch.ticket) {
                 assert_eq!(message.message_id, id.to_string());
                 assert_eq!(message.keys, vec![format!("k{ticket}")]);
                 tickets.push(*ticket);
@@ -352,7 +378,7 @@ mod tests {
         tickets.extend(
             drain(&mut acc, now, &policy)
                 .iter()
-                .flat_map(|b| b.entries.iter().map(|e| e.1)),
+                .flat_map(|b| b.ticket.iter().map(|e| e.1)),
         );
         assert_eq!(tickets, (0..40).collect::<Vec<_>>());
         assert!(acc.is_empty());
@@ -366,12 +392,12 @@ mod tests {
         let start = Instant::now();
         assert!(acc.take_ready(start).is_none());
         assert_eq!(acc.ready_at(), None);
-        acc.append(message(10, 0), MessageId::generate(), 0, || start, false);
-        acc.append(
+        add(&mut acc, message(10, 0), 0, start, false);
+        add(
+            &mut acc,
             message(10, 1),
-            MessageId::generate(),
             1,
-            || start + Duration::from_millis(3),
+            start + Duration::from_millis(3),
             false,
         );
         assert!(acc.take_ready(start + Duration::from_millis(4)).is_none());
@@ -393,15 +419,15 @@ mod tests {
         let policy = policy(1 << 20, HOUR, Compression::None);
         let mut acc = Accumulator::new(policy);
         let now = Instant::now();
-        acc.append(message(10, 0), MessageId::generate(), 0, || now, false);
+        add(&mut acc, message(10, 0), 0, now, false);
         assert_eq!(acc.ready_at(), Some(now + HOUR));
-        acc.append(message(10, 1), MessageId::generate(), 1, || now, true);
+        add(&mut acc, message(10, 1), 1, now, true);
         assert_eq!(
             acc.ready_at(),
             Some(now),
             "ready without waiting for the linger"
         );
-        acc.append(message(10, 2), MessageId::generate(), 2, || now, false);
+        add(&mut acc, message(10, 2), 2, now, false);
         let batch = acc.take_ready(now).expect("urgent");
         assert_eq!(batch.len(), 3, "joined until it was taken");
         assert_eq!(acc.ready_at(), None);
@@ -412,20 +438,20 @@ mod tests {
         let policy = policy(1024, HOUR, Compression::None);
         let mut acc = Accumulator::new(policy);
         let now = Instant::now();
-        acc.append(message(10, 0), MessageId::generate(), 0, || now, false);
-        acc.append(message(5000, 1), MessageId::generate(), 1, || now, false);
-        acc.append(message(10, 2), MessageId::generate(), 2, || now, false);
+        add(&mut acc, message(10, 0), 0, now, false);
+        add(&mut acc, message(5000, 1), 1, now, false);
+        add(&mut acc, message(10, 2), 2, now, false);
         let batches = drain(&mut acc, now, &policy);
         let shapes: Vec<Vec<usize>> = batches
             .iter()
-            .map(|b| b.entries.iter().map(|e| e.1).collect())
+            .map(|b| b.ticket.iter().map(|e| e.1).collect())
             .collect();
         assert_eq!(shapes, vec![vec![0], vec![1]]);
         assert_eq!(decode(&batches[1])[0].body.len(), 5000);
         acc.seal_now();
         let rest = drain(&mut acc, now, &policy);
         assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].entries[0].1, 2);
+        assert_eq!(rest[0].ticket[0].1, 2);
     }
 
     #[test]
@@ -434,10 +460,10 @@ mod tests {
             let policy = policy(1 << 20, HOUR, codec);
             let mut acc = Accumulator::new(policy);
             let now = Instant::now();
-            acc.append(message(100, 0), MessageId::generate(), 0, || now, false);
+            add(&mut acc, message(100, 0), 0, now, false);
             acc.seal_now();
             for n in 1..=100 {
-                acc.append(message(100, n), MessageId::generate(), n, || now, false);
+                add(&mut acc, message(100, n), n, now, false);
             }
             acc.seal_now();
             let batches = drain(&mut acc, now, &policy);

@@ -28,13 +28,15 @@ use std::time::Duration;
 
 use log_core::Compression;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::accumulator::{build_batch, record_size_estimate, BatchPolicy};
 use super::cluster::Client;
 use super::retry::Backoff;
 use super::selector::{QueueChooser, QueueSelector};
-use super::sender::{receipts, send_with_retries, Pending, QueueSender, SendReceipt, SendSettings};
+use super::sender::{
+    receipts, send_with_retries, BatchReply, QueueSender, SendReceipt, SendSettings,
+};
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageId};
 use crate::protocol::{Acks, SendRequest, FRAME_BYTES_MAX};
@@ -151,7 +153,11 @@ struct ProducerInner {
 pub struct SendHandle {
     message_id: MessageId,
     queue: u32,
-    receiver: oneshot::Receiver<Result<SendReceipt>>,
+    /// The reply of the message's batch, and the message's index in the batch.
+    reply: Arc<BatchReply>,
+    index: u32,
+    /// This handle's place among the reply's waiters, once it has waited.
+    slot: Option<usize>,
 }
 
 impl SendHandle {
@@ -170,9 +176,9 @@ impl Future for SendHandle {
     type Output = Result<SendReceipt>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|received| received.unwrap_or(Err(Error::Closed)))
+        let this = &mut *self;
+        this.reply
+            .poll_receipt(cx, &mut this.slot, this.index, this.message_id)
     }
 }
 
@@ -318,19 +324,16 @@ impl Producer {
                 buffer.await.map_err(|_| Error::Closed)?
             }
         };
-        let (reply, receiver) = oneshot::channel();
-        let pending = Pending {
-            reply,
-            _buffer: buffer,
-            _flush: self.inner.flush_epoch.lock().0.clone(),
-        };
         let sender = self.queue_sender(&message.topic, queue)?;
         let message_id = MessageId::generate_at(message.born_timestamp);
-        sender.append(message, message_id, pending, urgent);
+        let flush = || self.inner.flush_epoch.lock().0.clone();
+        let (reply, index) = sender.append(message, message_id, buffer, urgent, flush);
         Ok(SendHandle {
             message_id,
             queue,
-            receiver,
+            reply,
+            index,
+            slot: None,
         })
     }
 

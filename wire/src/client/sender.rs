@@ -23,13 +23,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, OpenBatch};
 use super::cluster::{duplicate_error, Client};
@@ -49,13 +49,108 @@ pub struct SendReceipt {
     pub store_timestamp: i64,
 }
 
-/// What a queued message needs to be answered; dropping it releases its buffer bytes and its
-/// hold on the producer's flush.
+/// The answer to one batch, shared by the `SendHandle`s of its messages. It is set once, by
+/// the batch's `BatchTicket`; one per batch rather than a channel per message keeps the
+/// producer's cost per message low.
 #[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) reply: oneshot::Sender<Result<SendReceipt>>,
-    pub(crate) _buffer: OwnedSemaphorePermit,
-    pub(crate) _flush: mpsc::Sender<()>,
+pub(crate) struct BatchReply {
+    topic: String,
+    queue: u32,
+    outcome: OnceLock<Result<SendResponse>>,
+    /// The tasks waiting for the outcome: one slot per waiting handle (see `poll`).
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl BatchReply {
+    fn new(topic: &str, queue: u32) -> BatchReply {
+        BatchReply {
+            topic: topic.to_owned(),
+            queue,
+            outcome: OnceLock::new(),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the outcome, if not set yet, and wakes every waiting handle.
+    fn set(&self, outcome: Result<SendResponse>) {
+        if self.outcome.set(outcome).is_err() {
+            return;
+        }
+        let waiters = std::mem::take(&mut *self.waiters.lock());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// The receipt of the batch's message `index`, once the batch is answered. `slot` is the
+    /// handle's place among the waiters, so a handle polled again replaces its own waker
+    /// instead of adding one.
+    pub(crate) fn poll_receipt(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<usize>,
+        index: u32,
+        message_id: MessageId,
+    ) -> Poll<Result<SendReceipt>> {
+        let ready = |outcome: &Result<SendResponse>| match outcome {
+            Ok(response) => Poll::Ready(Ok(receipt(
+                &self.topic,
+                self.queue,
+                u64::from(index),
+                message_id,
+                response,
+            ))),
+            Err(error) => Poll::Ready(Err(duplicate_error(error))),
+        };
+        if let Some(outcome) = self.outcome.get() {
+            return ready(outcome);
+        }
+        let mut waiters = self.waiters.lock();
+        // `set` stores the outcome before it takes the waiters: looking again under the lock
+        // means a waker added here is always woken.
+        if let Some(outcome) = self.outcome.get() {
+            return ready(outcome);
+        }
+        match *slot {
+            Some(at) if at < waiters.len() => {
+                if !waiters[at].will_wake(cx.waker()) {
+                    waiters[at] = cx.waker().clone();
+                }
+            }
+            _ => {
+                *slot = Some(waiters.len());
+                waiters.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// What one batch needs to be answered: the reply its handles wait on, the buffer bytes of
+/// its messages and a hold on the producer's flush epoch the batch opened in. Dropping it
+/// releases both; a ticket dropped unanswered (its task ended) answers `Closed`.
+///
+/// Why one flush hold per batch suffices: a message joins a batch only while the batch is
+/// open, so it arrived in the batch's epoch or after a flush that swapped epochs but had not
+/// yet sealed the batch. That flush seals the batch and waits for the batch's (older) epoch,
+/// and flushes run one at a time, so no later flush returns before the batch is answered.
+#[derive(Debug)]
+pub(crate) struct BatchTicket {
+    reply: Arc<BatchReply>,
+    buffer: Option<OwnedSemaphorePermit>,
+    _flush: mpsc::Sender<()>,
+}
+
+impl BatchTicket {
+    fn answer(self, outcome: Result<SendResponse>) {
+        self.reply.set(outcome);
+    }
+}
+
+impl Drop for BatchTicket {
+    fn drop(&mut self) {
+        self.reply.set(Err(crate::error::Error::Closed));
+    }
 }
 
 /// How sends are made; shared by a producer's queue senders.
@@ -75,7 +170,7 @@ pub(crate) struct SendSettings {
 pub(crate) struct QueueSender {
     topic: String,
     queue: u32,
-    accumulator: Mutex<Accumulator<Pending>>,
+    accumulator: Mutex<Accumulator<BatchTicket>>,
     wake: Notify,
 }
 
@@ -98,12 +193,33 @@ impl QueueSender {
         sender
     }
 
-    /// Queues a message; `urgent` makes its batch ready at once (a synchronous send does not
-    /// wait for the linger).
-    pub(crate) fn append(&self, message: Message, id: MessageId, pending: Pending, urgent: bool) {
+    /// Queues a message holding `buffer` (its bytes of the producer's buffer); `urgent` makes
+    /// its batch ready at once (a synchronous send does not wait for the linger). `flush`
+    /// gives the producer's current flush hold, asked for only when the message opens a
+    /// batch. Returns the reply of the message's batch and the message's index in it.
+    pub(crate) fn append(
+        &self,
+        message: Message,
+        id: MessageId,
+        buffer: OwnedSemaphorePermit,
+        urgent: bool,
+        flush: impl FnOnce() -> mpsc::Sender<()>,
+    ) -> (Arc<BatchReply>, u32) {
         let mut accumulator = self.accumulator.lock();
         let before = accumulator.ready_at();
-        accumulator.append(message, id, pending, Instant::now, urgent);
+        let (ticket, index) = accumulator.append(message, id, urgent, || {
+            let ticket = BatchTicket {
+                reply: Arc::new(BatchReply::new(&self.topic, self.queue)),
+                buffer: None,
+                _flush: flush(),
+            };
+            (Instant::now(), ticket)
+        });
+        match ticket.buffer.as_mut() {
+            Some(held) => held.merge(buffer),
+            None => ticket.buffer = Some(buffer),
+        }
+        let reply = ticket.reply.clone();
         let after = accumulator.ready_at();
         drop(accumulator);
         // The task needs waking only when a batch became ready sooner than it planned for: the
@@ -116,6 +232,8 @@ impl QueueSender {
         if sooner {
             self.wake.notify_one();
         }
+        // A batch holds far fewer than u32::MAX messages (`batch_bytes` is at most 16 MiB).
+        (reply, u32::try_from(index).unwrap_or(u32::MAX))
     }
 
     /// Seals the open batch and wakes the task (flush).
@@ -178,7 +296,7 @@ async fn run(
 async fn dispatch(
     sender: &QueueSender,
     settings: &Arc<SendSettings>,
-    batch: OpenBatch<Pending>,
+    batch: OpenBatch<BatchTicket>,
     permit: OwnedSemaphorePermit,
 ) {
     let built = match batch.build(&settings.policy) {
@@ -186,11 +304,11 @@ async fn dispatch(
         Err(failed) => {
             let error = failed.error;
             tracing::error!(topic = %sender.topic, queue = sender.queue, %error, "building a batch failed");
-            complete_failed(&error, failed.entries, permit);
+            failed.ticket.answer(Err(error));
+            drop(permit);
             return;
         }
     };
-    let count = built.entries.len();
     let request = send_with_retries(
         settings.clone(),
         sender.topic.clone(),
@@ -202,11 +320,11 @@ async fn dispatch(
     let topic = sender.topic.clone();
     let queue = sender.queue;
     match first {
-        Poll::Ready(result) => complete(&topic, queue, built, count, result, permit),
+        Poll::Ready(result) => complete(&topic, queue, built, result, permit),
         Poll::Pending => {
             tokio::spawn(async move {
                 let result = request.await;
-                complete(&topic, queue, built, count, result, permit);
+                complete(&topic, queue, built, result, permit);
             });
         }
     }
@@ -242,26 +360,37 @@ pub(crate) fn receipts(
     response: &SendResponse,
 ) -> Vec<SendReceipt> {
     ids.enumerate()
-        .map(|(index, message_id)| SendReceipt {
-            topic: topic.to_owned(),
-            queue,
-            // Saturating: a broker's offsets near u64::MAX must not panic the client.
-            offset: response.base_offset.saturating_add(index as u64),
-            message_id,
-            store_timestamp: response.store_timestamp,
-        })
+        .map(|(index, message_id)| receipt(topic, queue, index as u64, message_id, response))
         .collect()
+}
+
+/// The receipt of record `index` of a stored batch.
+fn receipt(
+    topic: &str,
+    queue: u32,
+    index: u64,
+    message_id: MessageId,
+    response: &SendResponse,
+) -> SendReceipt {
+    SendReceipt {
+        topic: topic.to_owned(),
+        queue,
+        // Saturating: a broker's offsets near u64::MAX must not panic the client.
+        offset: response.base_offset.saturating_add(index),
+        message_id,
+        store_timestamp: response.store_timestamp,
+    }
 }
 
 fn complete(
     topic: &str,
     queue: u32,
-    built: BuiltBatch<Pending>,
-    count: usize,
+    built: BuiltBatch<BatchTicket>,
     result: Result<SendResponse>,
     permit: OwnedSemaphorePermit,
 ) {
-    match result {
+    let count = built.count;
+    match &result {
         Ok(response) => {
             let stored = response
                 .last_offset
@@ -276,35 +405,124 @@ fn complete(
                     "the broker stored another record count"
                 );
             }
-            let ids = built.entries.iter().map(|(id, _)| *id);
-            let receipts = receipts(topic, queue, ids, &response);
-            for (receipt, (_, pending)) in receipts.into_iter().zip(built.entries) {
-                let _ = pending.reply.send(Ok(receipt));
-            }
         }
-        Err(error) => {
-            tracing::debug!(topic, queue, count, %error, "a batch failed");
-            complete_failed(&error, built.entries, permit);
-            return;
-        }
+        Err(error) => tracing::debug!(topic, queue, count, %error, "a batch failed"),
     }
-    drop(permit);
-}
-
-fn complete_failed(
-    error: &crate::error::Error,
-    entries: Vec<(MessageId, Pending)>,
-    permit: OwnedSemaphorePermit,
-) {
-    for (_, pending) in entries {
-        let _ = pending.reply.send(Err(duplicate_error(error)));
-    }
+    built.ticket.answer(result);
     drop(permit);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
     use super::*;
+
+    /// A ticket for a new reply, with one permit of a fresh semaphore.
+    fn ticket() -> (BatchTicket, Arc<Semaphore>, mpsc::Receiver<()>) {
+        let semaphore = Arc::new(Semaphore::new(1));
+        let (flush, held) = mpsc::channel(1);
+        let ticket = BatchTicket {
+            reply: Arc::new(BatchReply::new("orders", 3)),
+            buffer: Some(semaphore.clone().try_acquire_owned().unwrap()),
+            _flush: flush,
+        };
+        (ticket, semaphore, held)
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn every_waiting_handle_is_woken_once_with_its_latest_waker() {
+        let (ticket, semaphore, _held) = ticket();
+        let reply = ticket.reply.clone();
+        let first = Arc::new(Counter::default());
+        let second = Arc::new(Counter::default());
+        let other = Arc::new(Counter::default());
+        let id = MessageId::generate();
+        let mut slot = None;
+        let mut other_slot = None;
+        for waker in [&first, &first, &second] {
+            let waker = Waker::from(waker.clone());
+            let poll = reply.poll_receipt(&mut Context::from_waker(&waker), &mut slot, 1, id);
+            assert!(poll.is_pending());
+        }
+        let waker = Waker::from(other.clone());
+        let poll = reply.poll_receipt(&mut Context::from_waker(&waker), &mut other_slot, 0, id);
+        assert!(poll.is_pending());
+        assert_eq!(
+            reply.waiters.lock().len(),
+            2,
+            "a handle polled again keeps its slot"
+        );
+
+        let response = SendResponse {
+            base_offset: 10,
+            last_offset: 11,
+            log_start_offset: 0,
+            store_timestamp: 7,
+        };
+        ticket.answer(Ok(response));
+        assert_eq!(
+            first.0.load(Ordering::SeqCst),
+            0,
+            "replaced by the later waker"
+        );
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(other.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            semaphore.available_permits(),
+            1,
+            "answered: the buffer is back"
+        );
+        let waker = Waker::noop();
+        let Poll::Ready(Ok(receipt)) =
+            reply.poll_receipt(&mut Context::from_waker(waker), &mut slot, 1, id)
+        else {
+            panic!("answered");
+        };
+        assert_eq!(
+            (receipt.topic.as_str(), receipt.queue, receipt.offset),
+            ("orders", 3, 11)
+        );
+        assert_eq!((receipt.message_id, receipt.store_timestamp), (id, 7));
+    }
+
+    #[test]
+    fn a_ticket_dropped_unanswered_answers_closed_and_releases_its_holds() {
+        let (ticket, semaphore, mut held) = ticket();
+        let reply = ticket.reply.clone();
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let mut slot = None;
+        let id = MessageId::generate();
+        assert!(reply
+            .poll_receipt(&mut Context::from_waker(&waker), &mut slot, 0, id)
+            .is_pending());
+        drop(ticket);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            reply.poll_receipt(&mut Context::from_waker(&waker), &mut slot, 0, id),
+            Poll::Ready(Err(crate::error::Error::Closed))
+        ));
+        assert_eq!(semaphore.available_permits(), 1);
+        assert!(
+            matches!(
+                held.try_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected)
+            ),
+            "the flush hold is released"
+        );
+    }
 
     #[test]
     fn receipts_number_records_from_the_base_offset() {
