@@ -5,7 +5,7 @@
 //! (feature `fault-injection`) and check that a failed fsync poisons the log.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,36 @@ pub(crate) fn advise_will_need(file: &File, offset: u64, len: u64) {
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED);
     }
+}
+
+/// A small metadata file, read whole.
+#[derive(Debug)]
+pub(crate) enum SmallFile {
+    Missing,
+    /// Larger than the caller's bound: damaged, and not read further.
+    TooLarge,
+    Read(Vec<u8>),
+}
+
+/// Reads a whole metadata file (checkpoint, epoch cache, followed index) of at most `max`
+/// bytes. A larger file, which only damage makes, is not read past `max`, so it cannot make
+/// the log allocate what it claims.
+pub(crate) fn read_small(path: &Path, max: u64) -> io::Result<SmallFile> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SmallFile::Missing),
+        Err(e) => return Err(e),
+    };
+    if file.metadata()?.len() > max {
+        return Ok(SmallFile::TooLarge);
+    }
+    // Bounded again while reading: the file may grow after the size was looked at.
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Ok(SmallFile::TooLarge);
+    }
+    Ok(SmallFile::Read(bytes))
 }
 
 /// Reads up to `len` bytes at `position` into `buf`'s spare capacity (which must hold

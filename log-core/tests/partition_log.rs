@@ -356,6 +356,45 @@ fn read_only_open_follows_a_live_writer() {
         .is_err());
 }
 
+/// A followed log copies its sealed segments' indexes. One larger than any writer makes
+/// (damage) is not read, and the segment is still read whole, by scanning.
+#[test]
+fn a_followed_log_ignores_an_index_larger_than_any_writer_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let value = vec![5u8; 700];
+    for _ in 0..20 {
+        writer
+            .append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0))
+            .unwrap();
+    }
+    let mut indexes: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "index"))
+        .collect();
+    indexes.sort();
+    assert!(indexes.len() >= 2, "the test needs a sealed segment");
+    // Sparse: larger than INDEX_MAX_BYTES_MAX without taking the disk space.
+    let oversize = log_core::log::INDEX_MAX_BYTES_MAX as u64 + 4096;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&indexes[0])
+        .unwrap()
+        .set_len(oversize)
+        .unwrap();
+    let reader = PartitionLog::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.log_end_offset(), Offset(20));
+    let records = read_all(&reader, Offset(0));
+    assert_eq!(records.len(), 20);
+    assert!(records.iter().all(|(_, body)| body == &value));
+    assert_eq!(
+        read_all(&reader, Offset(3))[0].0,
+        3,
+        "an offset lookup scans"
+    );
+}
+
 #[test]
 fn one_append_that_overflows_the_indexes_survives_recovery_whole() {
     let dir = tempfile::tempdir().unwrap();

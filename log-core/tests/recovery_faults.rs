@@ -573,8 +573,9 @@ fn truncated_or_garbage_index_files_are_rebuilt() {
 #[test]
 fn damaged_checkpoint_means_full_recovery_and_nothing_lost() {
     let mut rng = rng("damaged_checkpoint_means_full_recovery_and_nothing_lost");
-    let damages: [fn(&mut Vec<u8>, &mut StdRng); 5] = [
+    let damages: [fn(&mut Vec<u8>, &mut StdRng); 6] = [
         |bytes, _| bytes.clear(),
+        |bytes, _| bytes.extend_from_slice(&[0; 64]),
         // A well-formed checkpoint whose log start no log could have written.
         |bytes, _| {
             bytes[8..16].copy_from_slice(&(u64::MAX - 3).to_be_bytes());
@@ -623,7 +624,7 @@ fn damaged_checkpoint_means_full_recovery_and_nothing_lost() {
 fn damaged_or_deleted_leader_epoch_file_is_rebuilt() {
     let mut rng = rng("damaged_or_deleted_leader_epoch_file_is_rebuilt");
     let written = Written::both(&mut rng, false);
-    for damage in ["garbage", "truncated", "deleted"] {
+    for damage in ["garbage", "truncated", "oversize", "deleted"] {
         for (stopped, clean) in written.iter().zip([true, false]) {
             let (records, end, epochs) = (&stopped.records, stopped.end(), &stopped.epochs);
             assert_eq!(epochs.len(), 3);
@@ -633,12 +634,18 @@ fn damaged_or_deleted_leader_epoch_file_is_rebuilt() {
             match damage {
                 "garbage" => bytes.iter_mut().for_each(|b| *b = rng.gen()),
                 "truncated" => bytes.truncate(bytes.len() / 2),
+                "oversize" => {}
                 _ => bytes.clear(),
             }
             if bytes.is_empty() {
                 fs::remove_file(&file).unwrap();
             } else {
                 fs::write(&file, bytes).unwrap();
+            }
+            if damage == "oversize" {
+                // Sparse, 4 GiB: a file this size must be refused, not read into memory.
+                let handle = fs::OpenOptions::new().write(true).open(&file).unwrap();
+                handle.set_len(4 << 30).unwrap();
             }
 
             let log = PartitionLog::open(dir.path(), config())

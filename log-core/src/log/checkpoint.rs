@@ -18,7 +18,7 @@ use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsio;
+use crate::fsio::{self, SmallFile};
 use crate::types::Offset;
 
 pub(crate) const CHECKPOINT_FILE: &str = "partition.checkpoint";
@@ -39,18 +39,16 @@ impl Checkpoint {
     /// Reads the checkpoint; `Ok(None)` if there is none yet.
     pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>> {
         let path = dir.join(CHECKPOINT_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read checkpoint", &path, e)),
-        };
         let corrupt = |reason: &str| Error::CheckpointCorrupt {
             path: path.clone(),
             reason: reason.to_string(),
         };
-        if bytes.len() != CHECKPOINT_BYTES {
-            return Err(corrupt("wrong size"));
-        }
+        let bytes = match fsio::read_small(&path, CHECKPOINT_BYTES as u64) {
+            Ok(SmallFile::Read(bytes)) if bytes.len() == CHECKPOINT_BYTES => bytes,
+            Ok(SmallFile::Read(_) | SmallFile::TooLarge) => return Err(corrupt("wrong size")),
+            Ok(SmallFile::Missing) => return Ok(None),
+            Err(e) => return Err(Error::io("read checkpoint", &path, e)),
+        };
         let (body, crc) = bytes.split_at(CHECKPOINT_BYTES - 4);
         if crc32fast::hash(body).to_be_bytes() != crc {
             return Err(corrupt("checksum mismatch"));

@@ -72,6 +72,9 @@ pub const PREALLOCATE_BYTES_DEFAULT: u64 = 16 << 20;
 pub const APPEND_BYTES_MAX: usize = BATCH_BYTES_STORED_MAX;
 /// Smallest index file that is still useful.
 const INDEX_MAX_BYTES_MIN: usize = 4096;
+/// Largest index file: 1 GiB, 128 Mi offset-index entries (Kafka's `segment.index.bytes` is
+/// an int, 2 GiB at most).
+pub const INDEX_MAX_BYTES_MAX: usize = 1 << 30;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -99,9 +102,9 @@ impl LogConfig {
                 self.segment_bytes
             )));
         }
-        if self.index_max_bytes < INDEX_MAX_BYTES_MIN {
+        if !(INDEX_MAX_BYTES_MIN..=INDEX_MAX_BYTES_MAX).contains(&self.index_max_bytes) {
             return Err(Error::InvalidConfig(format!(
-                "index_max_bytes must be at least {INDEX_MAX_BYTES_MIN}, got {}",
+                "index_max_bytes must be in {INDEX_MAX_BYTES_MIN}..={INDEX_MAX_BYTES_MAX}, got {}",
                 self.index_max_bytes
             )));
         }

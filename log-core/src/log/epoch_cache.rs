@@ -8,17 +8,18 @@
 //! File `leader-epoch-checkpoint`, text as Kafka writes it: a version line (`0`), a count
 //! line, then `<epoch> <start_offset>` per entry, epochs and offsets strictly increasing.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fsio;
+use crate::fsio::{self, SmallFile};
 use crate::types::{LeaderEpoch, Offset};
 
 pub(crate) const EPOCH_CACHE_FILE: &str = "leader-epoch-checkpoint";
 /// More entries than any sane log has; bounds what a damaged file can make us allocate.
 const ENTRIES_MAX: usize = 1 << 20;
+/// The longest file of at most `ENTRIES_MAX` entries: two header lines, then per entry two
+/// numbers of at most 20 digits (with sign), a space and a newline.
+const FILE_BYTES_MAX: u64 = 64 + ENTRIES_MAX as u64 * (2 * 20 + 2);
 
 #[derive(Debug, Clone)]
 pub(crate) struct LeaderEpochCache {
@@ -30,15 +31,17 @@ impl LeaderEpochCache {
     /// Loads the cache; a missing file is an empty cache.
     pub(crate) fn load(dir: &Path) -> Result<LeaderEpochCache> {
         let path = dir.join(EPOCH_CACHE_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Error::CheckpointCorrupt {
-                    path,
-                    reason: "not UTF-8".into(),
-                })
-            }
+        let corrupt = |path, reason: &str| Error::CheckpointCorrupt {
+            path,
+            reason: reason.into(),
+        };
+        let text = match fsio::read_small(&path, FILE_BYTES_MAX) {
+            Ok(SmallFile::Missing) => String::new(),
+            Ok(SmallFile::TooLarge) => return Err(corrupt(path, "larger than any cache")),
+            Ok(SmallFile::Read(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => return Err(corrupt(path, "not UTF-8")),
+            },
             Err(e) => return Err(Error::io("read leader-epoch cache", &path, e)),
         };
         let entries = if text.is_empty() {

@@ -28,7 +28,7 @@ use parking_lot::{Mutex, RwLock};
 
 use self::checkpoint::Checkpoint;
 pub use self::config::{
-    FlushPolicy, LogConfig, APPEND_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT,
+    FlushPolicy, LogConfig, APPEND_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, INDEX_MAX_BYTES_MAX,
     MAX_BATCH_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
 };
 use self::epoch_cache::LeaderEpochCache;

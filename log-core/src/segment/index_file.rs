@@ -21,7 +21,8 @@ use memmap2::{Mmap, MmapMut};
 use super::Access;
 
 use crate::error::{Error, Result};
-use crate::fsio;
+use crate::fsio::{self, SmallFile};
+use crate::log::INDEX_MAX_BYTES_MAX;
 
 /// Index bytes allocated per `fallocate` call: 64 KiB of offset index entries describe 32 MiB
 /// of batches at the default index interval, so appends rarely pay for the call.
@@ -143,9 +144,15 @@ impl IndexFile {
     }
 
     fn open_copy(path: &Path, entry_bytes: usize) -> Result<IndexFile> {
-        let mut bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let mut bytes = match fsio::read_small(path, INDEX_MAX_BYTES_MAX as u64) {
+            Ok(SmallFile::Read(bytes)) => bytes,
+            Ok(SmallFile::Missing) => Vec::new(),
+            // Larger than any writer makes: damaged. Without entries, reads of the segment
+            // scan it from its start instead.
+            Ok(SmallFile::TooLarge) => {
+                tracing::warn!(path = %path.display(), "index larger than any log writes; ignored");
+                Vec::new()
+            }
             Err(e) => return Err(Error::io("read index", path, e)),
         };
         bytes.truncate(bytes.len() - bytes.len() % entry_bytes);
