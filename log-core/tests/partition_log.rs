@@ -324,16 +324,20 @@ fn second_open_of_a_locked_directory_fails_clearly() {
     ));
 }
 
+/// Appends `count` single-record uncompressed batches of `value` as leader.
+fn append_values(log: &PartitionLog, count: usize, value: &[u8]) {
+    for _ in 0..count {
+        log.append_as_leader(&mut batch(&[value], 1, Compression::None), LeaderEpoch(0))
+            .unwrap();
+    }
+}
+
 #[test]
 fn read_only_open_follows_a_live_writer() {
     let dir = tempfile::tempdir().unwrap();
     let writer = PartitionLog::open(dir.path(), small_config()).unwrap();
     let value = vec![5u8; 700];
-    for _ in 0..10 {
-        writer
-            .append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0))
-            .unwrap();
-    }
+    append_values(&writer, 10, &value);
     let reader = PartitionLog::open_read_only(dir.path()).unwrap();
     assert_eq!(reader.log_end_offset(), Offset(10));
     assert_eq!(read_all(&reader, Offset(0)).len(), 10);
@@ -363,11 +367,7 @@ fn a_followed_log_ignores_an_index_larger_than_any_writer_makes() {
     let dir = tempfile::tempdir().unwrap();
     let writer = PartitionLog::open(dir.path(), small_config()).unwrap();
     let value = vec![5u8; 700];
-    for _ in 0..20 {
-        writer
-            .append_as_leader(&mut batch(&[&value], 1, Compression::None), LeaderEpoch(0))
-            .unwrap();
-    }
+    append_values(&writer, 20, &value);
     let mut indexes: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())

@@ -57,7 +57,7 @@ pub(crate) struct BatchReply {
     topic: String,
     queue: u32,
     outcome: OnceLock<Result<SendResponse>>,
-    /// The tasks waiting for the outcome: one slot per waiting handle (see `poll`).
+    /// The tasks waiting for the outcome: one slot per waiting handle (see `poll_receipt`).
     waiters: Mutex<Vec<Waker>>,
 }
 
