@@ -12,6 +12,7 @@
 //! - `member`: a consumer-group member as a child process (the `group_member` binary), so a
 //!   test can kill it as a crash would.
 //! - `cli`: running other `runnel` commands against it, with a deadline.
+//! - `raw`: request frames for tests that use a raw socket.
 //! - `payload`: message bodies derived from their message number, so integrity is checkable
 //!   without remembering what was sent.
 //! - `wait`: awaiting a condition with `AWAIT_TIMEOUT` (never a bare sleep), and the client
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod ledger;
 pub mod member;
 pub mod payload;
+pub mod raw;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -31,8 +31,8 @@ use wire::client::{
 use wire::codec::{self, Frame, FrameReader};
 use wire::message::{MESSAGE_BODY_BYTES_MAX, MESSAGE_METADATA_BYTES_MAX};
 use wire::protocol::{
-    Acks, ApiKey, ApiVersionsRequest, PullRequest, Request, RequestHeader, ResponseHeader,
-    SendRequest, FRAME_BYTES_MAX,
+    Acks, ApiKey, ApiVersionsRequest, PullRequest, Request, ResponseHeader, SendRequest,
+    FRAME_BYTES_MAX,
 };
 use wire::{Connection, ConnectionConfig, ErrorCode, Message};
 
@@ -441,16 +441,8 @@ fn raw_request(api_key: u16, api_version: u16, correlation_id: u32, body: &[u8])
 
 /// A well-formed `ApiVersions` request frame, encoded by the codec.
 fn api_versions_frame(correlation_id: u32) -> Bytes {
-    let header = RequestHeader {
-        api_key: ApiKey::ApiVersions.as_u16(),
-        api_version: 0,
-        correlation_id,
-        flags: 0,
-        client_id: "raw".to_owned(),
-    };
-    codec::encode_request(&header, &Request::ApiVersions(ApiVersionsRequest {}))
-        .expect("encode")
-        .to_bytes()
+    let request = Request::ApiVersions(ApiVersionsRequest {});
+    tests::raw::request_frame(&request, correlation_id, "raw")
 }
 
 /// A plain TCP socket to the broker, reading frames with the protocol's own frame reader.

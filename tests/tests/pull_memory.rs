@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wire::client::{Admin, Client, Producer, ProducerConfig};
 use wire::codec::{self, Frame, FrameReader};
-use wire::protocol::{ApiKey, PullRequest, Request, RequestHeader, Response};
+use wire::protocol::{ApiKey, PullRequest, Request, Response};
 use wire::{Connection, ConnectionConfig, ErrorCode, Message};
 
 const TOPIC: &str = "large";
@@ -157,16 +157,7 @@ fn pull_request() -> PullRequest {
 }
 
 fn pull_frame(correlation_id: u32) -> Bytes {
-    let header = RequestHeader {
-        api_key: ApiKey::Pull.as_u16(),
-        api_version: 0,
-        correlation_id,
-        flags: 0,
-        client_id: "no-reader".to_owned(),
-    };
-    codec::encode_request(&header, &Request::Pull(pull_request()))
-        .expect("encode")
-        .to_bytes()
+    tests::raw::request_frame(&Request::Pull(pull_request()), correlation_id, "no-reader")
 }
 
 /// Bytes of the whole, valid batches in a pull response.
