@@ -9,6 +9,7 @@
 
 mod conformance;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,13 @@ struct Etcd {
 impl Etcd {
     /// A fresh server, and a cluster name no other test uses, so tests could share a server.
     async fn start() -> Etcd {
+        // The coordinator's log, shown with a failing test's output (RUST_LOG overrides).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("coordinator=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
         static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
         let number = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         Etcd {
@@ -152,18 +160,42 @@ async fn expect_controller(events: &mut broadcast::Receiver<CoordinatorEvent>, i
     .await;
 }
 
-/// Waits for the next delete (`false`) or put (`true`) of `key`, answering the put's lease.
-async fn next_change(stream: &mut etcd_client::WatchStream, what: &str) -> (bool, i64) {
-    within(what, async {
-        loop {
-            let response = stream.message().await.expect("watch").expect("watch open");
-            if let Some(event) = response.events().first() {
-                let lease = event.kv().map_or(0, |kv| kv.lease());
-                return (event.event_type() == EventType::Put, lease);
-            }
+/// The changes to one key, one at a time, as (whether it was a put, the lease it was put
+/// with). etcd may deliver several events in one watch response (a deletion and the put
+/// that follows at once, under load): each is handed out in turn, none is dropped.
+struct KeyChanges {
+    stream: etcd_client::WatchStream,
+    pending: VecDeque<(bool, i64)>,
+}
+
+impl KeyChanges {
+    fn new(stream: etcd_client::WatchStream) -> KeyChanges {
+        KeyChanges {
+            stream,
+            pending: VecDeque::new(),
         }
-    })
-    .await
+    }
+
+    async fn next(&mut self, what: &str) -> (bool, i64) {
+        within(what, async {
+            loop {
+                if let Some(change) = self.pending.pop_front() {
+                    return change;
+                }
+                let response = self
+                    .stream
+                    .message()
+                    .await
+                    .expect("watch")
+                    .expect("watch open");
+                self.pending.extend(response.events().iter().map(|event| {
+                    let lease = event.kv().map_or(0, |kv| kv.lease());
+                    (event.event_type() == EventType::Put, lease)
+                }));
+            }
+        })
+        .await
+    }
 }
 
 #[tokio::test]
@@ -174,9 +206,9 @@ async fn a_crashed_brokers_key_disappears_when_its_lease_expires() {
     let ids = |list: Vec<BrokerInfo>| list.into_iter().map(|b| b.id).collect::<Vec<_>>();
     assert_eq!(ids(b.brokers().await.expect("brokers")), vec![1, 2]);
     let mut raw = etcd.raw_client().await;
-    let mut watch = raw.watch(etcd.broker_key(1), None).await.expect("watch");
+    let mut watch = KeyChanges::new(raw.watch(etcd.broker_key(1), None).await.expect("watch"));
     a.crash();
-    let (put, _) = next_change(&mut watch, "expiry of broker 1's key").await;
+    let (put, _) = watch.next("expiry of broker 1's key").await;
     assert!(!put, "broker 1's key was put, not deleted");
     b.sync().await.expect("sync");
     assert_eq!(ids(b.brokers().await.expect("brokers")), vec![2]);
@@ -406,11 +438,11 @@ async fn a_revoked_lease_is_replaced_and_the_broker_key_put_back() {
     let a = etcd.broker(1).await;
     let old = a.broker_lease().expect("a lease");
     let mut raw = etcd.raw_client().await;
-    let mut watch = raw.watch(etcd.broker_key(1), None).await.expect("watch");
+    let mut watch = KeyChanges::new(raw.watch(etcd.broker_key(1), None).await.expect("watch"));
     raw.lease_revoke(old).await.expect("revoke");
-    let (put, _) = next_change(&mut watch, "deletion of broker 1's key").await;
+    let (put, _) = watch.next("deletion of broker 1's key").await;
     assert!(!put);
-    let (put, lease) = next_change(&mut watch, "broker 1's key put back").await;
+    let (put, lease) = watch.next("broker 1's key put back").await;
     assert!(put);
     assert_ne!(lease, old, "the key came back under the revoked lease");
     a.sync().await.expect("sync");
@@ -426,13 +458,13 @@ async fn a_lease_lost_while_the_keep_alive_was_down_is_replaced_on_reconnect() {
     let a = etcd.broker(1).await;
     let old = a.broker_lease().expect("a lease");
     let mut raw = etcd.raw_client().await;
-    let mut watch = raw.watch(etcd.broker_key(1), None).await.expect("watch");
+    let mut watch = KeyChanges::new(raw.watch(etcd.broker_key(1), None).await.expect("watch"));
     a.stop_keeping();
     raw.lease_revoke(old).await.expect("revoke");
-    let (put, _) = next_change(&mut watch, "deletion of broker 1's key").await;
+    let (put, _) = watch.next("deletion of broker 1's key").await;
     assert!(!put);
     a.resume_keeping();
-    let (put, lease) = next_change(&mut watch, "broker 1's key put back").await;
+    let (put, lease) = watch.next("broker 1's key put back").await;
     assert!(put);
     assert_ne!(lease, old, "the key came back under the lost lease");
     a.sync().await.expect("sync");
