@@ -135,6 +135,40 @@ fn every_phase_runs_against_a_real_broker() {
         assert_eq!(consume["latency_measures"], "born → received");
     }
 
+    // Raw: pre-built batches as Send requests. Each producer's share (525) ends on a short
+    // batch, so each sends 6 requests.
+    let raw = bench(
+        &address,
+        &[
+            "produce",
+            "--raw",
+            "--count",
+            "1050",
+            "--batch-size",
+            "100",
+            "--message-size",
+            "100",
+            "--producers",
+            "2",
+        ],
+    );
+    assert_eq!(raw["config"]["producer_path"], "raw");
+    let produce = result(&raw, "produce");
+    assert_eq!(produce["messages"], 1050);
+    assert_eq!(produce["bytes"], 1050 * 100);
+    assert_eq!(produce["errors"], 0);
+    assert_eq!(
+        produce["latency_us"]["samples"], 12,
+        "one sample per request"
+    );
+    // Every message of every run is there to read, the raw ones included.
+    let total = MESSAGES + 20 + 2 * 100 + 1050;
+    let consumed = bench(
+        &address,
+        &["consume", "--raw", "--count", &total.to_string()],
+    );
+    assert_eq!(result(&consumed, "consume")["messages"], total);
+
     assert!(broker.terminate().success(), "the broker stops cleanly");
     // The first produce run's batches: exactly --batch-size messages each.
     let files = segment_files(dir.path());

@@ -55,6 +55,10 @@ pub struct WorkloadArgs {
     /// Run for this long instead of --count messages (e.g. 10s, 1m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Each producer's buffer in MiB: message bytes queued or in flight before a send waits
+    /// (the client's `buffer_bytes`). Default: the client's 32 MiB, or 8 batches if larger.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4095))]
+    pub buffer_mib: Option<u32>,
     /// Concurrent producers, each with its own connection; --count and --rate are split
     /// evenly between them.
     #[arg(long, default_value_t = 1, value_parser = workers)]
@@ -82,11 +86,17 @@ pub struct WorkloadArgs {
     /// Bytes asked for per pull (consume, e2e).
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(wire::protocol::PULL_BYTES_MAX)))]
     pub fetch_bytes: u32,
-    /// Consume with Pull requests sent directly over a connection (one pull in flight per
-    /// queue, records decoded but not turned into messages) instead of the client's
-    /// PullConsumer: shows what the client adds.
+    /// Bypass the client, to show what it adds. produce: pre-built batches (built as the
+    /// Producer builds them) sent as Send requests, --in-flight per queue, as log-core's
+    /// append benchmark appends pre-built batches; not with --sync or --rate. consume (and
+    /// e2e's consumers): Pull requests, one in flight per queue, records decoded but not
+    /// turned into messages, instead of the PullConsumer.
     #[arg(long)]
     pub raw: bool,
+    /// Send requests in flight per queue (the Producer's `max_in_flight_per_queue`, or the
+    /// raw producer's window).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub in_flight: u32,
     /// The broker's process id: report its CPU time over the run too (from /proc).
     #[arg(long)]
     pub broker_pid: Option<u32>,

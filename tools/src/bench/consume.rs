@@ -16,7 +16,6 @@
 //! have no more to give (`remaining`), at the deadline, or after `STALL_TIMEOUT` without a
 //! message.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log_core::batch::split_batches;
 use log_core::BatchError;
-use wire::client::{Admin, Client, ConsumeFrom, PullConsumer, PullConsumerConfig, QueueRef};
+use wire::client::{Client, ConsumeFrom, PullConsumer, PullConsumerConfig, QueueRef};
 use wire::protocol::PullRequest;
-use wire::{Connection, ConnectionConfig};
+use wire::Connection;
 
 use super::payload::{now_micros, sent_micros};
+use super::raw::Leaders;
 use super::stats::{Counters, Latencies};
 
 /// How long a consumer goes without a message before it gives up.
@@ -162,38 +162,15 @@ async fn pull_consumer(
 }
 
 async fn raw(client: &Client, plan: ConsumerPlan, stop: Arc<Stop>) -> anyhow::Result<Latencies> {
-    let route = Admin::new(client)
-        .query_route(&plan.topic)
-        .await
-        .context("asking for the topic's route")?;
-    let addresses: HashMap<u32, String> = route
-        .brokers
-        .iter()
-        .map(|b| (b.broker_id, b.address.clone()))
-        .collect();
-    let mut connections: HashMap<String, Connection> = HashMap::new();
+    let queues: Vec<u32> = plan.queues.iter().map(|q| q.queue).collect();
+    let leaders = Leaders::connect(client, &plan.topic, &queues).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for queue in &plan.queues {
-        let leader = route
-            .queues
-            .iter()
-            .find(|q| q.queue == queue.queue)
-            .and_then(|q| addresses.get(&q.leader))
-            .with_context(|| format!("queue {} has no leader address", queue.queue))?;
-        let connection = match connections.get(leader) {
-            Some(connection) => connection.clone(),
-            None => {
-                let config = ConnectionConfig {
-                    client_id: client.config().client_id.clone(),
-                    ..ConnectionConfig::default()
-                };
-                let connection = Connection::connect(leader, config).await?;
-                connections.insert(leader.clone(), connection.clone());
-                connection
-            }
-        };
+        let connection = leaders
+            .get(queue.queue)
+            .with_context(|| format!("no connection for queue {}", queue.queue))?;
         let fetcher = RawFetcher {
-            connection,
+            connection: connection.clone(),
             topic: plan.topic.clone(),
             range: *queue,
             fetch_bytes: plan.fetch_bytes,
@@ -210,9 +187,7 @@ async fn raw(client: &Client, plan: ConsumerPlan, stop: Arc<Stop>) -> anyhow::Re
             Err(error) => failure = Some(error),
         }
     }
-    for connection in connections.values() {
-        connection.close();
-    }
+    leaders.close();
     failure.map_or(Ok(latencies), Err)
 }
 

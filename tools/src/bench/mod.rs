@@ -14,9 +14,11 @@
 //! benchmark used and, with `--broker-pid`, the broker's: on a small machine both share the
 //! cores, and a benchmark that saturates a core measures itself.
 //!
-//! Modules: `args` (flags), `payload` (timestamped bodies, batch sizing), `produce`,
-//! `consume` (the client's `PullConsumer` or raw `Pull` requests), `workload` (topic setup and
-//! the three phases), `stats` (counters, histograms, summaries), `cpu`, `loopback`.
+//! Modules: `args` (flags), `payload` (timestamped bodies, batch sizing), `produce` (the
+//! client's `Producer`), `consume` (the client's `PullConsumer` or raw `Pull` requests), `raw`
+//! (the `--raw` paths: leader connections, pre-built batches as raw `Send` requests),
+//! `workload` (topic setup and the three phases), `stats` (counters, histograms, summaries),
+//! `cpu`, `loopback`.
 
 mod args;
 mod consume;
@@ -24,6 +26,7 @@ mod cpu;
 mod loopback;
 mod payload;
 mod produce;
+mod raw;
 pub mod stats;
 mod workload;
 

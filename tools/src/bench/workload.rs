@@ -27,6 +27,7 @@ use super::consume::{self, ConsumerPlan, QueueRange};
 use super::cpu::{CpuMeter, CpuUse};
 use super::payload;
 use super::produce::{self, ProducerPlan, WINDOW_MESSAGES_MAX};
+use super::raw::{self, RawProducerPlan};
 use super::stats::{start_progress, Counters, Latencies, Summary};
 use crate::client_cmd::block_on;
 
@@ -75,6 +76,8 @@ struct Config<'a> {
     message_size: usize,
     batch_size: usize,
     batch_bytes: usize,
+    /// Each producer's buffer (`--buffer-mib` or the default).
+    buffer_bytes: usize,
     linger_ms: f64,
     count: u64,
     duration_s: Option<f64>,
@@ -85,6 +88,8 @@ struct Config<'a> {
     sync: bool,
     rate: u64,
     fetch_bytes: u32,
+    in_flight: u32,
+    producer_path: &'static str,
     consumer_path: &'static str,
 }
 
@@ -102,7 +107,7 @@ async fn run_phase(phase: Phase, args: WorkloadArgs) -> anyhow::Result<ExitCode>
     let batch_bytes = payload::batch_bytes(&args.topic, args.message_size, args.batch_size);
     let cpu = CpuMeter::start(args.broker_pid);
     let results = match phase {
-        Phase::Produce => vec![produce_only(&args, batch_bytes).await?],
+        Phase::Produce => vec![produce_only(&args, &topic, batch_bytes).await?],
         Phase::Consume => vec![consume_only(&args, &topic).await?],
         Phase::EndToEnd => end_to_end(&args, &topic, batch_bytes).await?,
     };
@@ -168,6 +173,7 @@ fn config<'a>(args: &'a WorkloadArgs, topic: &TopicDescription, batch_bytes: usi
         message_size: args.message_size,
         batch_size: args.batch_size,
         batch_bytes,
+        buffer_bytes: buffer_bytes(args, batch_bytes),
         linger_ms: args.linger.as_secs_f64() * 1e3,
         count: args.count,
         duration_s: args.duration.map(|d| d.as_secs_f64()),
@@ -178,7 +184,18 @@ fn config<'a>(args: &'a WorkloadArgs, topic: &TopicDescription, batch_bytes: usi
         sync: args.sync,
         rate: args.rate,
         fetch_bytes: args.fetch_bytes,
+        in_flight: args.in_flight,
+        producer_path: if args.raw { "raw" } else { "Producer" },
         consumer_path: if args.raw { "raw" } else { "PullConsumer" },
+    }
+}
+
+/// Each producer's buffer: `--buffer-mib`, or the client's default unless 8 batches need more.
+/// Never below one batch, which the client requires.
+fn buffer_bytes(args: &WorkloadArgs, batch_bytes: usize) -> usize {
+    match args.buffer_mib {
+        Some(mib) => (mib as usize * 1024 * 1024).max(batch_bytes),
+        None => BUFFER_BYTES_MIN.max(batch_bytes * BUFFER_BATCHES_MIN),
     }
 }
 
@@ -189,7 +206,7 @@ async fn make_producers(
     deadline: Option<Instant>,
     stamp_send_time: bool,
 ) -> anyhow::Result<Vec<(Client, Producer, ProducerPlan)>> {
-    let buffer_bytes = BUFFER_BYTES_MIN.max(batch_bytes * BUFFER_BATCHES_MIN);
+    let buffer_bytes = buffer_bytes(args, batch_bytes);
     let mut producers = Vec::with_capacity(args.producers);
     for index in 0..args.producers {
         let client = args
@@ -202,6 +219,7 @@ async fn make_producers(
             compression: args.compression,
             acks: args.acks.into(),
             buffer_bytes,
+            max_in_flight_per_queue: args.in_flight as usize,
             queue_selector: QueueSelector::RoundRobin,
             ..ProducerConfig::default()
         };
@@ -312,15 +330,27 @@ async fn join_producers(running: Running<Latencies>) -> anyhow::Result<Latencies
     Ok(all)
 }
 
-async fn join_consumers(running: Running<anyhow::Result<Latencies>>) -> anyhow::Result<Latencies> {
+/// Waits for workers that can fail (`role`: "consumer", "raw producer") and merges their
+/// latencies.
+async fn join_fallible(
+    running: Running<anyhow::Result<Latencies>>,
+    role: &str,
+) -> anyhow::Result<Latencies> {
     let mut all = Latencies::default();
     for task in running {
-        all.merge(&task.await.context("a consumer panicked")??);
+        all.merge(&task.await.with_context(|| format!("a {role} panicked"))??);
     }
     Ok(all)
 }
 
-async fn produce_only(args: &WorkloadArgs, batch_bytes: usize) -> anyhow::Result<Summary> {
+async fn produce_only(
+    args: &WorkloadArgs,
+    topic: &TopicDescription,
+    batch_bytes: usize,
+) -> anyhow::Result<Summary> {
+    if args.raw {
+        return raw_produce(args, topic).await;
+    }
     let counters = Arc::new(Counters::default());
     // Nobody reads the send times: every message shares one body, as Kafka's
     // producer-perf-test sends one payload.
@@ -340,6 +370,71 @@ async fn produce_only(args: &WorkloadArgs, batch_bytes: usize) -> anyhow::Result
         &counters,
         elapsed,
         Some(("send → receipt", &latencies)),
+    ))
+}
+
+/// `produce --raw`: see the `raw` module.
+async fn raw_produce(args: &WorkloadArgs, topic: &TopicDescription) -> anyhow::Result<Summary> {
+    if args.sync || args.rate > 0 {
+        bail!("produce --raw sends pre-built batches as fast as it can: not with --sync or --rate");
+    }
+    let counters = Arc::new(Counters::default());
+    let queues: Vec<u32> = topic.queues.iter().map(|q| q.queue).collect();
+    let mut plans = Vec::with_capacity(args.producers);
+    for index in 0..args.producers {
+        let client = args
+            .connect
+            .client(&format!("runnel-bench-producer-{index}"))
+            .await?;
+        let workers = args.producers as u64;
+        let share = args.count / workers + u64::from((index as u64) < args.count % workers);
+        let plan = RawProducerPlan {
+            topic: args.topic.clone(),
+            // Each producer starts at its own queue, so producers spread over the queues.
+            queues: queues
+                .iter()
+                .cycle()
+                .skip(index % queues.len().max(1))
+                .take(queues.len())
+                .copied()
+                .collect(),
+            message_size: args.message_size,
+            batch_size: args.batch_size,
+            compression: args.compression,
+            acks: args.acks.into(),
+            in_flight: args.in_flight as usize,
+            messages: args.duration.is_none().then_some(share),
+            deadline: None,
+        };
+        plans.push((client, plan));
+    }
+    let progress = start_progress(vec![("produce", counters.clone())]);
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + d);
+    let running: Running<anyhow::Result<Latencies>> = plans
+        .into_iter()
+        .map(|(client, plan)| {
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                let latencies = raw::produce(
+                    client.clone(),
+                    RawProducerPlan { deadline, ..plan },
+                    counters,
+                )
+                .await;
+                client.close();
+                latencies
+            })
+        })
+        .collect();
+    let latencies = join_fallible(running, "raw producer").await?;
+    let elapsed = started.elapsed();
+    progress.abort();
+    Ok(Summary::new(
+        "produce",
+        &counters,
+        elapsed,
+        Some(("batch send → receipt", &latencies)),
     ))
 }
 
@@ -381,7 +476,7 @@ async fn consume_only(args: &WorkloadArgs, topic: &TopicDescription) -> anyhow::
     let progress = start_progress(vec![("consume", counters.clone())]);
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
-    join_consumers(start_consumers(consumers, &counters, deadline)).await?;
+    join_fallible(start_consumers(consumers, &counters, deadline), "consumer").await?;
     let elapsed = started.elapsed();
     progress.abort();
     let summary = Summary::new("consume", &counters, elapsed, None);
@@ -430,12 +525,13 @@ async fn end_to_end(
     let send_latencies = join_producers(start_producers(producers, &produced)).await?;
     let produce_elapsed = started.elapsed();
     target.store(produced.messages(), Ordering::Relaxed);
-    let consume_latencies = tokio::time::timeout(DRAIN_TIMEOUT, join_consumers(consuming))
-        .await
-        .unwrap_or_else(|_| {
-            eprintln!("error: consumers did not catch up within {DRAIN_TIMEOUT:?}");
-            Ok(Latencies::default())
-        })?;
+    let consume_latencies =
+        tokio::time::timeout(DRAIN_TIMEOUT, join_fallible(consuming, "consumer"))
+            .await
+            .unwrap_or_else(|_| {
+                eprintln!("error: consumers did not catch up within {DRAIN_TIMEOUT:?}");
+                Ok(Latencies::default())
+            })?;
     let consume_elapsed = started.elapsed();
     progress.abort();
     let missing = produced.messages().saturating_sub(consumed.messages());
