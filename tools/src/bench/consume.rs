@@ -7,9 +7,10 @@
 //! - the client's `PullConsumer` (default), manually assigned, no group and no commits,
 //!   seeking each queue to its start offset: what an application gets;
 //! - `--raw`: `Pull` requests sent straight over a `wire::Connection` to each queue's leader,
-//!   one in flight per queue (the next offset is only known from the answer), each response's
-//!   batches validated (CRC) and their records decoded, but no `ReceivedMessage` made. The
-//!   gap between the two is what the client adds.
+//!   one in flight per queue. The next pull leaves as soon as the answer's batch headers give
+//!   its offset; meanwhile the answer's batches are validated (CRC) and their records
+//!   decoded, but no `ReceivedMessage` made. The gap between the two is what the client
+//!   adds.
 //!
 //! A consumer stops when the messages consumed by all consumers reach `target` (which e2e
 //! lowers to what the producers got acknowledged once they finish), when its own queues
@@ -22,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use log_core::batch::split_batches;
-use log_core::BatchError;
+use log_core::{BatchError, BatchHeader};
+use tokio::task::JoinHandle;
 use wire::client::{Client, ConsumeFrom, PullConsumer, PullConsumerConfig, QueueRef};
-use wire::protocol::PullRequest;
+use wire::protocol::{PullRequest, PullResponse};
 use wire::Connection;
 
 use super::payload::{now_micros, sent_micros};
@@ -206,27 +208,32 @@ impl RawFetcher {
         let mut latencies = Latencies::default();
         let mut offset = self.range.start;
         let mut last_message = Instant::now();
-        let wait_ms = u32::try_from(PULL_WAIT.as_millis()).unwrap_or(u32::MAX);
-        while !self.stop.reached() && self.range.end.is_none_or(|end| offset < end) {
-            let request = PullRequest {
-                topic: self.topic.clone(),
-                queue: self.range.queue,
-                offset,
-                max_bytes: self.fetch_bytes,
-                max_wait_ms: wait_ms,
-            };
-            let response = self
-                .connection
-                .call_timeout(request, PULL_WAIT + RAW_PULL_TIMEOUT_MARGIN)
+        let mut in_flight = self.wanted(offset).then(|| self.pull(offset));
+        while let Some(call) = in_flight.take() {
+            let batches = call
                 .await
-                .with_context(|| format!("pull of queue {} at {offset}", self.range.queue))?;
+                .context("a raw pull panicked")?
+                .with_context(|| format!("pull of queue {} at {offset}", self.range.queue))?
+                .batches;
+            // The next pull leaves before this answer is checked and decoded, as a
+            // consumer hands messages on while it fetches more.
+            let next = next_offset(offset, &batches)
+                .with_context(|| format!("decoding queue {} at {offset}", self.range.queue))?;
+            if self.wanted(next) {
+                in_flight = Some(self.pull(next));
+            }
             let now_us = self.latency.then(now_micros);
-            let (next, count, bytes) = decode(offset, response.batches, |body| {
+            let (decoded_next, count, bytes) = decode(offset, batches, |body| {
                 if let (Some(now_us), Some(sent_us)) = (now_us, sent_micros(body)) {
                     latencies.record_micros(now_us.saturating_sub(sent_us));
                 }
             })
             .with_context(|| format!("decoding queue {} at {offset}", self.range.queue))?;
+            anyhow::ensure!(
+                decoded_next == next,
+                "queue {}: the batch headers end at {next}, the records at {decoded_next}",
+                self.range.queue
+            );
             if count == 0 && last_message.elapsed() >= STALL_TIMEOUT {
                 eprintln!("warning: no message for {STALL_TIMEOUT:?}: a raw fetcher gives up");
                 break;
@@ -239,6 +246,56 @@ impl RawFetcher {
         }
         Ok(latencies)
     }
+
+    /// Whether to pull at `offset`: the run goes on and the queue's range is not done.
+    fn wanted(&self, offset: u64) -> bool {
+        !self.stop.reached() && self.range.end.is_none_or(|end| offset < end)
+    }
+
+    /// Sends a pull at `offset`; its answer is awaited later.
+    fn pull(&self, offset: u64) -> JoinHandle<wire::Result<PullResponse>> {
+        let request = PullRequest {
+            topic: self.topic.clone(),
+            queue: self.range.queue,
+            offset,
+            max_bytes: self.fetch_bytes,
+            max_wait_ms: u32::try_from(PULL_WAIT.as_millis()).unwrap_or(u32::MAX),
+        };
+        let connection = self.connection.clone();
+        tokio::spawn(async move {
+            connection
+                .call_timeout(request, PULL_WAIT + RAW_PULL_TIMEOUT_MARGIN)
+                .await
+        })
+    }
+}
+
+/// Where the pull after one at `offset` starts, from the batch headers of its answer alone
+/// (no CRC check, no records): past the last whole batch. A partial batch at the end (a byte
+/// limit cut it) is pulled again.
+fn next_offset(offset: u64, batches: &[u8]) -> Result<u64, BatchError> {
+    let mut next = offset;
+    let mut position = 0;
+    while position < batches.len() {
+        let prefix = match BatchHeader::parse_prefix(&batches[position..]) {
+            Ok(prefix) => prefix,
+            Err(BatchError::Truncated { .. }) if position > 0 => break,
+            Err(error) => return Err(error),
+        };
+        if position + prefix.batch_size > batches.len() {
+            if position == 0 {
+                return Err(BatchError::Truncated {
+                    needed: prefix.batch_size,
+                    available: batches.len(),
+                });
+            }
+            break;
+        }
+        let end = prefix.base_offset as u64 + prefix.last_offset_delta as u64 + 1;
+        next = next.max(end);
+        position += prefix.batch_size;
+    }
+    Ok(next)
 }
 
 /// Walks a pull response: the next offset, messages and body bytes at or after `offset`;
@@ -299,10 +356,26 @@ mod tests {
         let tail = stored(13, &[b"dddddddd"]);
         response.extend_from_slice(&tail[..tail.len() - 3]);
         let mut seen = Vec::new();
+        assert_eq!(
+            next_offset(11, &response).unwrap(),
+            13,
+            "headers alone agree"
+        );
         let (next, count, bytes) =
             decode(11, response.freeze(), |body| seen.push(body.to_vec())).unwrap();
         assert_eq!((next, count, bytes), (13, 2, 16));
         assert_eq!(seen, vec![b"bbbbbbbb".to_vec(), b"cccccccc".to_vec()]);
+    }
+
+    #[test]
+    fn next_offset_reads_headers_only_and_refuses_what_is_not_a_batch() {
+        assert_eq!(next_offset(7, &[]).unwrap(), 7, "an empty answer stays put");
+        let mut two = stored(10, &[b"a", b"b"]);
+        two.extend_from_slice(&stored(12, &[b"c"]));
+        assert_eq!(next_offset(10, &two).unwrap(), 13);
+        let partial = stored(10, &[b"aaaaaaaa"]);
+        assert!(next_offset(10, &partial[..partial.len() - 1]).is_err());
+        assert!(next_offset(10, &[0u8; 100]).is_err());
     }
 
     #[test]
