@@ -199,6 +199,13 @@ fn buffer_bytes(args: &WorkloadArgs, batch_bytes: usize) -> usize {
     }
 }
 
+/// Worker `index`'s part of `total` split evenly over `workers`: the first `total % workers`
+/// take one more.
+fn share(total: u64, workers: usize, index: usize) -> u64 {
+    let workers = workers.max(1) as u64;
+    total / workers + u64::from((index as u64) < total % workers)
+}
+
 /// Producers, connected and ready, with their plans.
 async fn make_producers(
     args: &WorkloadArgs,
@@ -224,14 +231,13 @@ async fn make_producers(
             ..ProducerConfig::default()
         };
         let producer = Producer::new(&client, config)?;
-        let share = |total: u64| {
-            let workers = args.producers as u64;
-            total / workers + u64::from((index as u64) < total % workers)
-        };
         let plan = ProducerPlan {
             topic: args.topic.clone(),
             message_size: args.message_size,
-            messages: args.duration.is_none().then(|| share(args.count)),
+            messages: args
+                .duration
+                .is_none()
+                .then(|| share(args.count, args.producers, index)),
             deadline,
             rate: (args.rate > 0).then(|| args.rate as f64 / args.producers as f64),
             sync: args.sync,
@@ -386,8 +392,6 @@ async fn raw_produce(args: &WorkloadArgs, topic: &TopicDescription) -> anyhow::R
             .connect
             .client(&format!("runnel-bench-producer-{index}"))
             .await?;
-        let workers = args.producers as u64;
-        let share = args.count / workers + u64::from((index as u64) < args.count % workers);
         let plan = RawProducerPlan {
             topic: args.topic.clone(),
             // Each producer starts at its own queue, so producers spread over the queues.
@@ -403,7 +407,10 @@ async fn raw_produce(args: &WorkloadArgs, topic: &TopicDescription) -> anyhow::R
             compression: args.compression,
             acks: args.acks.into(),
             in_flight: args.in_flight as usize,
-            messages: args.duration.is_none().then_some(share),
+            messages: args
+                .duration
+                .is_none()
+                .then(|| share(args.count, args.producers, index)),
             deadline: None,
         };
         plans.push((client, plan));
@@ -593,4 +600,19 @@ fn print_report(args: &WorkloadArgs, report: &Report<'_>) -> anyhow::Result<()> 
     }
     report.cpu.print_human();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up_to_the_total_and_differ_by_at_most_one() {
+        for (total, workers) in [(10, 3), (2, 5), (0, 2), (1_000_000, 7)] {
+            let shares: Vec<u64> = (0..workers).map(|i| share(total, workers, i)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), total, "{total} over {workers}");
+            let (min, max) = (shares.iter().min(), shares.iter().max());
+            assert!(max.unwrap() - min.unwrap() <= 1, "{shares:?}");
+        }
+    }
 }
