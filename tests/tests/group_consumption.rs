@@ -97,7 +97,7 @@ async fn a_group_of_three_consumes_every_message_exactly_once_and_intact() {
     let mut receipts: Vec<Option<(u32, u64)>> = vec![None; MESSAGES];
     for producer in producers {
         for (number, receipt) in producer.await.expect("a producer task panicked") {
-            assert_eq!(receipt.topic, TOPIC);
+            assert_eq!(&*receipt.topic, TOPIC);
             receipts[number] = Some((receipt.queue, receipt.offset));
         }
     }

@@ -140,16 +140,31 @@ impl Message {
             many => std::borrow::Cow::Owned(many.join(" ")),
         };
         let id = id.to_hex();
-        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(2 + self.properties.len());
-        headers.push((HEADER_MESSAGE_ID, Some(&id)));
+        // The id and the tag go in an array; only properties need a vector (the common
+        // message has none, and then nothing is allocated per message).
+        let mut fixed: [(&str, Option<&[u8]>); 2] = [(HEADER_MESSAGE_ID, Some(&id)), ("", None)];
+        let mut fixed_len = 1;
         if let Some(tag) = &self.tag {
-            headers.push((HEADER_TAGS, Some(tag.as_bytes())));
+            fixed[1] = (HEADER_TAGS, Some(tag.as_bytes()));
+            fixed_len = 2;
         }
-        for (name, value) in &self.properties {
-            headers.push((name.as_str(), Some(value.as_bytes())));
-        }
+        let with_properties: Vec<(&str, Option<&[u8]>)>;
+        let headers = if self.properties.is_empty() {
+            &fixed[..fixed_len]
+        } else {
+            with_properties = fixed[..fixed_len]
+                .iter()
+                .copied()
+                .chain(
+                    self.properties
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), Some(value.as_bytes()))),
+                )
+                .collect();
+            &with_properties[..]
+        };
         let key = (!keys.is_empty()).then_some(keys.as_bytes());
-        batch.append(self.born_timestamp, key, Some(&self.body), &headers);
+        batch.append(self.born_timestamp, key, Some(&self.body), headers);
     }
 }
 

@@ -80,7 +80,11 @@ fn zigzag_decode_64(raw: u64) -> i64 {
 
 /// Encodes `raw` into `buffer`, returning the number of bytes used. `buffer` is sized for the
 /// longest varlong so both widths share this one loop.
-fn encode_unsigned(mut raw: u64, buffer: &mut [u8; VARLONG_BYTES_MAX]) -> usize {
+/// Writes `raw` as a varint at the start of `buffer`; returns the bytes written.
+///
+/// # Panics
+/// If `buffer` is shorter than the encoding (`VARLONG_BYTES_MAX` always suffices).
+fn encode_unsigned(mut raw: u64, buffer: &mut [u8]) -> usize {
     let mut used = 0;
     while raw >= u64::from(CONTINUATION_BIT) {
         buffer[used] = (raw as u8 & PAYLOAD_MASK) | CONTINUATION_BIT;
@@ -91,27 +95,40 @@ fn encode_unsigned(mut raw: u64, buffer: &mut [u8; VARLONG_BYTES_MAX]) -> usize 
     used + 1
 }
 
-/// Appends the zig-zag varint of `value` to `out`. One bounds check and one copy per number:
-/// the builder calls this several times per record.
+/// Appends the zig-zag varint of `value` to `out` (the tests' way to spell records).
+#[cfg(test)]
 pub(crate) fn put_varint(out: &mut impl bytes::BufMut, value: i32) {
     let mut buffer = [0u8; VARLONG_BYTES_MAX];
-    let used = encode_unsigned(u64::from(zigzag_encode_32(value)), &mut buffer);
+    let used = write_varint(value, &mut buffer);
     out.put_slice(&buffer[..used]);
 }
 
 /// Appends the zig-zag varlong of `value` to `out`.
+#[cfg(test)]
 pub(crate) fn put_varlong(out: &mut impl bytes::BufMut, value: i64) {
     let mut buffer = [0u8; VARLONG_BYTES_MAX];
-    let used = encode_unsigned(zigzag_encode_64(value), &mut buffer);
+    let used = write_varlong(value, &mut buffer);
     out.put_slice(&buffer[..used]);
 }
 
-/// Bytes [`put_varint`] writes for `value`.
+/// Writes the zig-zag varint of `value` at the start of `buffer`, which must have room for
+/// [`VARINT_BYTES_MAX`] bytes; returns the bytes written.
+pub(crate) fn write_varint(value: i32, buffer: &mut [u8]) -> usize {
+    encode_unsigned(u64::from(zigzag_encode_32(value)), buffer)
+}
+
+/// Writes the zig-zag varlong of `value` at the start of `buffer`, which must have room for
+/// [`VARLONG_BYTES_MAX`] bytes; returns the bytes written.
+pub(crate) fn write_varlong(value: i64, buffer: &mut [u8]) -> usize {
+    encode_unsigned(zigzag_encode_64(value), buffer)
+}
+
+/// Bytes [`write_varint`] writes for `value`.
 pub(crate) fn varint_size(value: i32) -> usize {
     unsigned_size(u64::from(zigzag_encode_32(value)))
 }
 
-/// Bytes [`put_varlong`] writes for `value`.
+/// Bytes [`write_varlong`] writes for `value`.
 pub(crate) fn varlong_size(value: i64) -> usize {
     unsigned_size(zigzag_encode_64(value))
 }

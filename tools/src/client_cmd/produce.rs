@@ -184,7 +184,7 @@ impl Window {
                 self.sent += 1;
                 if self.json {
                     print_json(&serde_json::json!({
-                        "topic": receipt.topic, "queue": receipt.queue, "offset": receipt.offset,
+                        "topic": &*receipt.topic, "queue": receipt.queue, "offset": receipt.offset,
                         "message_id": receipt.message_id.to_string(),
                     }))?;
                 }

@@ -274,13 +274,17 @@ pub(crate) fn record_size_estimate(message: &Message) -> usize {
     RECORD_OVERHEAD_BYTES_MAX + keys + tag + properties + message.body.len()
 }
 
-/// Bytes to reserve for a new batch: enough for the first message and as much as the queue's
-/// previous batch took, at least a little (most queues see small batches, so not the whole
-/// `batch_bytes` up front) and at most `batch_bytes`. A busy queue's batches are then built
-/// in one buffer instead of being copied as it doubles.
+/// Bytes to reserve for a new batch: enough for the first message, and a quarter more than
+/// the queue's previous batch took, at least a little (most queues see small batches, so not
+/// the whole `batch_bytes` up front) and at most `batch_bytes`. A busy queue's batches are
+/// then built in one buffer instead of being copied as it doubles: a batch sealed for size
+/// comes within one message of `batch_bytes`, so the next one, reserving all of it, can
+/// never outgrow its buffer, however its size differs by a message from the last.
 fn capacity(policy: &BatchPolicy, first: usize, last_sealed: usize) -> usize {
     const INITIAL_BYTES: usize = 16 * 1024;
-    let usual = last_sealed.max(INITIAL_BYTES).min(policy.batch_bytes);
+    let usual = (last_sealed + last_sealed / 4)
+        .max(INITIAL_BYTES)
+        .min(policy.batch_bytes);
     (log_core::batch::BATCH_HEADER_BYTES + first).max(usual)
 }
 
@@ -498,6 +502,29 @@ mod tests {
         assert_eq!(
             BatchHeader::parse(&bytes).unwrap().compression(),
             Compression::Zstd
+        );
+    }
+
+    #[test]
+    fn a_busy_queue_reserves_its_whole_batch_and_a_quiet_one_a_little() {
+        let policy = policy(1 << 20, HOUR, Compression::None);
+        // Sealed for size: within a message of `batch_bytes`, and the next batch may take one
+        // message more, so it reserves all of `batch_bytes`.
+        assert_eq!(capacity(&policy, 1100, (1 << 20) - 1100), 1 << 20);
+        assert_eq!(
+            capacity(&policy, 100, 0),
+            16 * 1024,
+            "a new queue starts small"
+        );
+        assert_eq!(
+            capacity(&policy, 100, 40_000),
+            50_000,
+            "a quarter more than the last"
+        );
+        assert_eq!(
+            capacity(&policy, 200_000, 0),
+            log_core::batch::BATCH_HEADER_BYTES + 200_000,
+            "always room for the first message"
         );
     }
 

@@ -292,6 +292,12 @@ impl Client {
             .await
     }
 
+    /// The route cache's generation: a route read after it stays valid while it is the
+    /// current one (see `routes`).
+    pub(crate) fn route_generation(&self) -> u64 {
+        self.inner.routes.generation()
+    }
+
     /// The route of `topic`, from the cache or fetched now.
     pub(crate) async fn route(&self, topic: &str) -> Result<Arc<TopicRoute>> {
         let routes = &self.inner.routes;

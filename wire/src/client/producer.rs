@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::accumulator::{build_batch, record_size_estimate, BatchPolicy};
 use super::cluster::Client;
 use super::retry::Backoff;
+use super::routes::TopicRoute;
 use super::selector::{QueueChooser, QueueSelector};
 use super::sender::{
     receipts, send_with_retries, BatchReply, QueueSender, SendReceipt, SendSettings,
@@ -128,17 +129,38 @@ pub struct Producer {
     inner: Arc<ProducerInner>,
 }
 
-/// Queue senders by topic, then queue id.
-type QueueSenders = HashMap<String, HashMap<u32, Arc<QueueSender>>>;
+/// A producer's queue senders, by topic. Every send looks its topic up here, so the map uses
+/// a fast hasher: its keys are the application's own topic names, not attacker input.
+type Topics = HashMap<String, TopicState, foldhash::fast::RandomState>;
+
+/// One topic's queue senders by queue id (kept across route changes: they hold queued
+/// batches), and the snapshot sends use.
+#[derive(Debug, Default)]
+struct TopicState {
+    by_queue: HashMap<u32, Arc<QueueSender>>,
+    current: Option<Arc<TopicSenders>>,
+}
+
+/// What a send to a topic needs, read under one lock: the topic's route and a sender for each
+/// of its queues. It is used while the client's route generation is the one it was made at;
+/// after that (a refresh, or a route marked stale) the next send reads the route again. The
+/// route's age is checked once per batch, by the sender's own route lookup, rather than here
+/// for every message.
+#[derive(Debug)]
+struct TopicSenders {
+    generation: u64,
+    route: Arc<TopicRoute>,
+    /// `senders[i]` sends to the queue at index `i` of `route`.
+    senders: Vec<Arc<QueueSender>>,
+}
 
 #[derive(Debug)]
 struct ProducerInner {
     settings: Arc<SendSettings>,
     chooser: QueueChooser,
     buffer_bytes: usize,
-    buffer: Arc<Semaphore>,
-    /// Queue senders by topic, then queue. `None` once closed.
-    queues: Mutex<Option<QueueSenders>>,
+    /// Queue senders by topic. `None` once closed.
+    topics: Mutex<Option<Topics>>,
     /// Every queued message holds a clone of the current sender; `flush` swaps in a new
     /// channel and waits until the old one has no senders left.
     flush_epoch: Mutex<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
@@ -199,14 +221,14 @@ impl Producer {
             backoff: config.retry_backoff,
             request_timeout: config.request_timeout,
             max_in_flight: config.max_in_flight_per_queue,
+            buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
         });
         Ok(Producer {
             inner: Arc::new(ProducerInner {
                 settings,
                 chooser: QueueChooser::new(config.queue_selector),
                 buffer_bytes: config.buffer_bytes,
-                buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
-                queues: Mutex::new(Some(HashMap::new())),
+                topics: Mutex::new(Some(Topics::default())),
                 flush_epoch: Mutex::new(mpsc::channel(1)),
                 flush_serial: tokio::sync::Mutex::new(()),
                 closing: AtomicBool::new(false),
@@ -279,7 +301,7 @@ impl Producer {
         }
         let settings = self.inner.settings.clone();
         let response = send_with_retries(settings, topic.clone(), queue, batches).await?;
-        Ok(receipts(&topic, queue, ids.into_iter(), &response))
+        Ok(receipts(&topic.into(), queue, ids.into_iter(), &response))
     }
 
     /// Sends everything queued before this call and waits until each has its answer (the
@@ -303,16 +325,25 @@ impl Producer {
         self.inner.closing.store(true, Ordering::Release);
         self.flush().await;
         self.inner.shutdown.send_replace(true);
-        self.inner.queues.lock().take();
+        self.inner.topics.lock().take();
     }
 
     async fn enqueue(&self, message: Message, urgent: bool) -> Result<SendHandle> {
         self.check_open()?;
         message.validate()?;
-        let queue = self.choose_queue(&message).await?;
+        let topic = self.topic_senders(&message.topic).await?;
+        let count = topic.route.queue_count();
+        if count == 0 {
+            return Err(no_queues(&message.topic));
+        }
+        let index = self.inner.chooser.choose(&message, count)?;
+        // `choose` returns an index below the count, and there is a sender per queue.
+        let sender = &topic.senders[index as usize];
+        let queue = sender.queue();
         // buffer_bytes < 4 GiB, checked in `new`.
         let bytes = record_size_estimate(&message).min(self.inner.buffer_bytes) as u32;
-        let buffer = match self.inner.buffer.clone().try_acquire_many_owned(bytes) {
+        let buffer = &self.inner.settings.buffer;
+        let buffer = match buffer.try_acquire_many(bytes) {
             Ok(permit) => permit,
             Err(_) => {
                 // The buffer is full, perhaps of batches waiting for their linger: send them
@@ -320,11 +351,12 @@ impl Producer {
                 for sender in self.queue_senders() {
                     sender.seal_now();
                 }
-                let buffer = self.inner.buffer.clone().acquire_many_owned(bytes);
-                buffer.await.map_err(|_| Error::Closed)?
+                buffer
+                    .acquire_many(bytes)
+                    .await
+                    .map_err(|_| Error::Closed)?
             }
         };
-        let sender = self.queue_sender(&message.topic, queue)?;
         let message_id = MessageId::generate_at(message.born_timestamp);
         let flush = || self.inner.flush_epoch.lock().0.clone();
         let (reply, index) = sender.append(message, message_id, buffer, urgent, flush);
@@ -341,40 +373,60 @@ impl Producer {
         let route = self.inner.settings.client.route(&message.topic).await?;
         let count = route.queue_count();
         if count == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "topic {} has no queues",
-                message.topic
-            )));
+            return Err(no_queues(&message.topic));
         }
         let index = self.inner.chooser.choose(message, count)?;
         Ok(route.queue_at(index).unwrap_or(index))
     }
 
-    fn queue_sender(&self, topic: &str, queue: u32) -> Result<Arc<QueueSender>> {
-        let mut queues = self.inner.queues.lock();
-        let queues = queues.as_mut().ok_or(Error::Closed)?;
-        if let Some(sender) = queues.get(topic).and_then(|q| q.get(&queue)) {
-            return Ok(sender.clone());
+    /// `topic`'s current `TopicSenders`; reads the route and makes the missing senders when
+    /// the snapshot is missing or its generation has passed.
+    async fn topic_senders(&self, topic: &str) -> Result<Arc<TopicSenders>> {
+        let client = &self.inner.settings.client;
+        // Read before the route, so a route stored meanwhile only costs another look.
+        let generation = client.route_generation();
+        {
+            let topics = self.inner.topics.lock();
+            let topics = topics.as_ref().ok_or(Error::Closed)?;
+            if let Some(current) = topics.get(topic).and_then(|t| t.current.as_ref()) {
+                if current.generation == generation {
+                    return Ok(current.clone());
+                }
+            }
         }
-        let sender = QueueSender::spawn(
-            topic,
-            queue,
-            self.inner.settings.clone(),
-            self.inner.shutdown.subscribe(),
-        );
-        queues
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(queue, sender.clone());
-        Ok(sender)
+        let route = client.route(topic).await?;
+        let mut topics = self.inner.topics.lock();
+        let topics = topics.as_mut().ok_or(Error::Closed)?;
+        let state = topics.entry(topic.to_owned()).or_default();
+        let senders = route
+            .queue_ids()
+            .map(|queue| {
+                let sender = state.by_queue.entry(queue).or_insert_with(|| {
+                    QueueSender::spawn(
+                        topic,
+                        queue,
+                        self.inner.settings.clone(),
+                        self.inner.shutdown.subscribe(),
+                    )
+                });
+                sender.clone()
+            })
+            .collect();
+        let current = Arc::new(TopicSenders {
+            generation,
+            route,
+            senders,
+        });
+        state.current = Some(current.clone());
+        Ok(current)
     }
 
     fn queue_senders(&self) -> Vec<Arc<QueueSender>> {
-        let queues = self.inner.queues.lock();
-        queues
+        let topics = self.inner.topics.lock();
+        topics
             .iter()
             .flat_map(|topics| topics.values())
-            .flat_map(|queues| queues.values().cloned())
+            .flat_map(|topic| topic.by_queue.values().cloned())
             .collect()
     }
 
@@ -385,6 +437,10 @@ impl Producer {
             Ok(())
         }
     }
+}
+
+fn no_queues(topic: &str) -> Error {
+    Error::InvalidArgument(format!("topic {topic} has no queues"))
 }
 
 #[cfg(test)]
@@ -398,9 +454,15 @@ mod tests {
 
     /// A client whose route for `topic` names two queues on a broker nobody listens on.
     fn unreachable(topic: &str) -> Client {
-        use crate::protocol::{BrokerAddress, QueryRouteResponse, QueueRoute};
         let client = client();
-        let queues = (0..2)
+        client.insert_route(topic, unreachable_route(0..2));
+        client
+    }
+
+    /// A route naming `queues`, led by a broker nobody listens on.
+    fn unreachable_route(queues: impl Iterator<Item = u32>) -> crate::protocol::QueryRouteResponse {
+        use crate::protocol::{BrokerAddress, QueryRouteResponse, QueueRoute};
+        let queues = queues
             .map(|queue| QueueRoute {
                 queue,
                 leader: 1,
@@ -411,8 +473,7 @@ mod tests {
             broker_id: 1,
             address: "127.0.0.1:1".into(),
         }];
-        client.insert_route(topic, QueryRouteResponse { brokers, queues });
-        client
+        QueryRouteResponse { brokers, queues }
     }
 
     fn failing_fast() -> ProducerConfig {
@@ -453,6 +514,29 @@ mod tests {
                 .unwrap_err();
             assert!(error.is_retriable(), "{id}: {error}");
         }
+    }
+
+    #[tokio::test]
+    async fn sends_follow_their_topics_new_route() {
+        use std::collections::BTreeSet;
+        let client = unreachable("t");
+        let producer = Producer::new(&client, failing_fast()).unwrap();
+        let mut queues = BTreeSet::new();
+        for _ in 0..4 {
+            let handle = producer.send_async(Message::new("t", "x")).await.unwrap();
+            queues.insert(handle.queue());
+        }
+        assert_eq!(queues, BTreeSet::from([0, 1]));
+
+        // The topic's route changes (as a refresh would find): the producer's snapshot of it
+        // is read again at the next send.
+        client.insert_route("t", unreachable_route(10..13));
+        let mut queues = BTreeSet::new();
+        for _ in 0..6 {
+            let handle = producer.send_async(Message::new("t", "x")).await.unwrap();
+            queues.insert(handle.queue());
+        }
+        assert_eq!(queues, BTreeSet::from([10, 11, 12]));
     }
 
     #[tokio::test]

@@ -7,8 +7,15 @@
 //! find the entry stale while another refresh runs wait for that one instead of sending their
 //! own. A failure only marks the route it was made with stale, so a late failure through an
 //! old route does not throw away a route fetched since.
+//!
+//! The cache has a generation that moves on whenever a route is stored or marked stale. A
+//! copy of a route kept elsewhere (the producer keeps one per topic, so a send looks up
+//! nothing else) stays valid while the generation is the one it was read at. Expiry by age
+//! is noticed by the next lookup here, which a producer makes once per batch: that lookup
+//! refreshes the route, and the generation tells the copies.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +86,8 @@ struct Entry {
 pub(crate) struct RouteCache {
     refresh_interval: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Moves on with every `insert` and every `invalidate` that marks a route.
+    generation: AtomicU64,
 }
 
 impl RouteCache {
@@ -86,7 +95,14 @@ impl RouteCache {
         RouteCache {
             refresh_interval,
             entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The current generation (see the module docs). Read it before the route it is to
+    /// vouch for: a route stored after the read then only makes the copy be read again.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The cached route if it may still be used without a refresh.
@@ -115,6 +131,7 @@ impl RouteCache {
         let entry = entries.entry(route.topic.clone()).or_default();
         entry.route = Some(route.clone());
         entry.stale = false;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         route
     }
 
@@ -124,6 +141,7 @@ impl RouteCache {
         if let Some(entry) = entries.get_mut(&route.topic) {
             if entry.route.as_ref().is_some_and(|r| Arc::ptr_eq(r, route)) {
                 entry.stale = true;
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
@@ -193,5 +211,32 @@ mod tests {
         cache.invalidate(&second);
         assert!(cache.fresh("t", start).is_none());
         assert!(cache.fresh("other", start).is_none());
+    }
+
+    #[test]
+    fn the_generation_moves_on_when_a_route_is_stored_or_marked_stale() {
+        let cache = RouteCache::new(Duration::from_secs(30));
+        let start = Instant::now();
+        let empty = cache.generation();
+        let first = cache.insert(TopicRoute::new("t", response(&[(0, 1)]), start));
+        let stored = cache.generation();
+        assert_ne!(stored, empty);
+        assert!(cache.fresh("t", start).is_some());
+        assert_eq!(cache.generation(), stored, "reading leaves it alone");
+
+        cache.invalidate(&first);
+        let marked = cache.generation();
+        assert_ne!(marked, stored);
+        let second = cache.insert(TopicRoute::new("t", response(&[(0, 2)]), start));
+        let restored = cache.generation();
+        assert_ne!(restored, marked);
+        cache.invalidate(&first);
+        assert_eq!(
+            cache.generation(),
+            restored,
+            "a failure through an old route changes nothing"
+        );
+        cache.invalidate(&second);
+        assert_ne!(cache.generation(), restored);
     }
 }

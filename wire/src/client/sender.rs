@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::accumulator::{Accumulator, BatchPolicy, BuiltBatch, OpenBatch};
 use super::cluster::{duplicate_error, Client};
@@ -38,10 +38,11 @@ use crate::error::Result;
 use crate::message::{Message, MessageId};
 use crate::protocol::{Acks, SendRequest, SendResponse};
 
-/// Where one message ended up.
+/// Where one message ended up. The topic is shared by the receipts of a batch (a receipt
+/// allocates nothing of its own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendReceipt {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub queue: u32,
     pub offset: u64,
     pub message_id: MessageId,
@@ -54,7 +55,7 @@ pub struct SendReceipt {
 /// producer's cost per message low.
 #[derive(Debug)]
 pub(crate) struct BatchReply {
-    topic: String,
+    topic: Arc<str>,
     queue: u32,
     outcome: OnceLock<Result<SendResponse>>,
     /// The tasks waiting for the outcome: one slot per waiting handle (see `poll_receipt`).
@@ -62,9 +63,9 @@ pub(crate) struct BatchReply {
 }
 
 impl BatchReply {
-    fn new(topic: &str, queue: u32) -> BatchReply {
+    fn new(topic: Arc<str>, queue: u32) -> BatchReply {
         BatchReply {
-            topic: topic.to_owned(),
+            topic,
             queue,
             outcome: OnceLock::new(),
             waiters: Mutex::new(Vec::new()),
@@ -137,8 +138,38 @@ impl BatchReply {
 #[derive(Debug)]
 pub(crate) struct BatchTicket {
     reply: Arc<BatchReply>,
-    buffer: Option<OwnedSemaphorePermit>,
+    buffer: BufferHold,
     _flush: mpsc::Sender<()>,
+}
+
+/// Bytes of a producer's buffer (a semaphore counting bytes) held by one batch, given back
+/// when the hold is dropped. A batch counts its messages' bytes in one number instead of
+/// merging a permit per message, so queuing a message costs one atomic operation on the
+/// buffer rather than three.
+#[derive(Debug)]
+pub(crate) struct BufferHold {
+    buffer: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl BufferHold {
+    fn new(buffer: Arc<Semaphore>) -> BufferHold {
+        BufferHold { buffer, bytes: 0 }
+    }
+
+    /// Takes over `permit`'s bytes, which must be of this hold's buffer.
+    fn add(&mut self, permit: SemaphorePermit<'_>) {
+        self.bytes += permit.num_permits();
+        permit.forget();
+    }
+}
+
+impl Drop for BufferHold {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.buffer.add_permits(self.bytes);
+        }
+    }
 }
 
 impl BatchTicket {
@@ -163,13 +194,16 @@ pub(crate) struct SendSettings {
     pub(crate) backoff: Backoff,
     pub(crate) request_timeout: Duration,
     pub(crate) max_in_flight: usize,
+    /// The producer's buffer, in bytes.
+    pub(crate) buffer: Arc<Semaphore>,
 }
 
 /// One queue's accumulator and the wake-up for its task.
 #[derive(Debug)]
 pub(crate) struct QueueSender {
-    topic: String,
+    topic: Arc<str>,
     queue: u32,
+    buffer: Arc<Semaphore>,
     accumulator: Mutex<Accumulator<BatchTicket>>,
     wake: Notify,
 }
@@ -184,8 +218,9 @@ impl QueueSender {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<QueueSender> {
         let sender = Arc::new(QueueSender {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             queue,
+            buffer: settings.buffer.clone(),
             accumulator: Mutex::new(Accumulator::new(settings.policy)),
             wake: Notify::new(),
         });
@@ -193,7 +228,13 @@ impl QueueSender {
         sender
     }
 
-    /// Queues a message holding `buffer` (its bytes of the producer's buffer); `urgent` makes
+    /// The queue this sender sends to.
+    pub(crate) fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Queues a message holding `buffer` (its bytes of the producer's buffer, which its batch
+    /// keeps until answered); `urgent` makes
     /// its batch ready at once (a synchronous send does not wait for the linger). `flush`
     /// gives the producer's current flush hold, asked for only when the message opens a
     /// batch. Returns the reply of the message's batch and the message's index in it.
@@ -201,7 +242,7 @@ impl QueueSender {
         &self,
         message: Message,
         id: MessageId,
-        buffer: OwnedSemaphorePermit,
+        buffer: SemaphorePermit<'_>,
         urgent: bool,
         flush: impl FnOnce() -> mpsc::Sender<()>,
     ) -> (Arc<BatchReply>, u32) {
@@ -209,16 +250,13 @@ impl QueueSender {
         let before = accumulator.ready_at();
         let (ticket, index) = accumulator.append(message, id, urgent, || {
             let ticket = BatchTicket {
-                reply: Arc::new(BatchReply::new(&self.topic, self.queue)),
-                buffer: None,
+                reply: Arc::new(BatchReply::new(self.topic.clone(), self.queue)),
+                buffer: BufferHold::new(self.buffer.clone()),
                 _flush: flush(),
             };
             (Instant::now(), ticket)
         });
-        match ticket.buffer.as_mut() {
-            Some(held) => held.merge(buffer),
-            None => ticket.buffer = Some(buffer),
-        }
+        ticket.buffer.add(buffer);
         let reply = ticket.reply.clone();
         let after = accumulator.ready_at();
         drop(accumulator);
@@ -311,7 +349,7 @@ async fn dispatch(
     };
     let request = send_with_retries(
         settings.clone(),
-        sender.topic.clone(),
+        sender.topic.to_string(),
         sender.queue,
         built.bytes.clone(),
     );
@@ -354,7 +392,7 @@ pub(crate) async fn send_with_retries(
 
 /// Receipts for the records of one stored batch: record `i` is at `base_offset + i`.
 pub(crate) fn receipts(
-    topic: &str,
+    topic: &Arc<str>,
     queue: u32,
     ids: impl Iterator<Item = MessageId>,
     response: &SendResponse,
@@ -366,14 +404,14 @@ pub(crate) fn receipts(
 
 /// The receipt of record `index` of a stored batch.
 fn receipt(
-    topic: &str,
+    topic: &Arc<str>,
     queue: u32,
     index: u64,
     message_id: MessageId,
     response: &SendResponse,
 ) -> SendReceipt {
     SendReceipt {
-        topic: topic.to_owned(),
+        topic: topic.clone(),
         queue,
         // Saturating: a broker's offsets near u64::MAX must not panic the client.
         offset: response.base_offset.saturating_add(index),
@@ -423,9 +461,11 @@ mod tests {
     fn ticket() -> (BatchTicket, Arc<Semaphore>, mpsc::Receiver<()>) {
         let semaphore = Arc::new(Semaphore::new(1));
         let (flush, held) = mpsc::channel(1);
+        let mut buffer = BufferHold::new(semaphore.clone());
+        buffer.add(semaphore.try_acquire().unwrap());
         let ticket = BatchTicket {
-            reply: Arc::new(BatchReply::new("orders", 3)),
-            buffer: Some(semaphore.clone().try_acquire_owned().unwrap()),
+            reply: Arc::new(BatchReply::new("orders".into(), 3)),
+            buffer,
             _flush: flush,
         };
         (ticket, semaphore, held)
@@ -491,7 +531,7 @@ mod tests {
             panic!("answered");
         };
         assert_eq!(
-            (receipt.topic.as_str(), receipt.queue, receipt.offset),
+            (&*receipt.topic, receipt.queue, receipt.offset),
             ("orders", 3, 11)
         );
         assert_eq!((receipt.message_id, receipt.store_timestamp), (id, 7));
@@ -533,12 +573,12 @@ mod tests {
             log_start_offset: 0,
             store_timestamp: 1_700_000_000_000,
         };
-        let receipts = receipts("orders", 5, ids.iter().copied(), &response);
+        let receipts = receipts(&"orders".into(), 5, ids.iter().copied(), &response);
         let offsets: Vec<u64> = receipts.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [40, 41, 42]);
         for (receipt, id) in receipts.iter().zip(&ids) {
             assert_eq!(receipt.message_id, *id);
-            assert_eq!((receipt.topic.as_str(), receipt.queue), ("orders", 5));
+            assert_eq!((&*receipt.topic, receipt.queue), ("orders", 5));
             assert_eq!(receipt.store_timestamp, 1_700_000_000_000);
         }
     }
