@@ -33,7 +33,6 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::accumulator::{build_batch, record_size_estimate, BatchPolicy};
 use super::cluster::Client;
 use super::retry::Backoff;
-use super::routes::TopicRoute;
 use super::selector::{QueueChooser, QueueSelector};
 use super::sender::{
     receipts, send_with_retries, BatchReply, QueueSender, SendReceipt, SendSettings,
@@ -141,16 +140,15 @@ struct TopicState {
     current: Option<Arc<TopicSenders>>,
 }
 
-/// What a send to a topic needs, read under one lock: the topic's route and a sender for each
-/// of its queues. It is used while the client's route generation is the one it was made at;
+/// What a send to a topic needs, read under one lock: a sender for each queue of the topic's
+/// route, in the route's order. It is used while the client's route generation is the one it was made at;
 /// after that (a refresh, or a route marked stale) the next send reads the route again. The
 /// route's age is checked once per batch, by the sender's own route lookup, rather than here
 /// for every message.
 #[derive(Debug)]
 struct TopicSenders {
     generation: u64,
-    route: Arc<TopicRoute>,
-    /// `senders[i]` sends to the queue at index `i` of `route`.
+    /// `senders[i]` sends to the queue at index `i` of the route.
     senders: Vec<Arc<QueueSender>>,
 }
 
@@ -332,7 +330,8 @@ impl Producer {
         self.check_open()?;
         message.validate()?;
         let topic = self.topic_senders(&message.topic).await?;
-        let count = topic.route.queue_count();
+        // A route holds far fewer than u32::MAX queues.
+        let count = u32::try_from(topic.senders.len()).unwrap_or(u32::MAX);
         if count == 0 {
             return Err(no_queues(&message.topic));
         }
@@ -414,7 +413,6 @@ impl Producer {
             .collect();
         let current = Arc::new(TopicSenders {
             generation,
-            route,
             senders,
         });
         state.current = Some(current.clone());
