@@ -124,8 +124,8 @@ const STAGE_BYTES: usize = 64;
 /// A record's small fields (lengths, deltas, short keys, header names and values) gathered
 /// on the stack and copied into the batch together. A record has ten or more fields, most a
 /// byte or two, and each copy into the batch's buffer pays a capacity check; a 1 KiB message
-/// with one header is written in three copies instead of twelve. Whatever does not fit (a message body) is
-/// copied straight after what was gathered before it.
+/// with one header is written in three copies instead of twelve. Whatever does not fit (a
+/// message body) is copied straight after what was gathered before it.
 struct Stage<'a> {
     out: &'a mut BytesMut,
     gathered: [u8; STAGE_BYTES],
