@@ -18,6 +18,7 @@ use log_core::{
     Compression, FlushPolicy, LeaderEpoch, LogConfig, LogManager, ManagerConfig, PartitionLog,
 };
 
+use crate::machine;
 use crate::report::{self, Latency, Measurement};
 use crate::workload::{self, Built, RecordPool};
 use crate::BenchResult;
@@ -118,6 +119,8 @@ struct Tally {
     logical_bytes: u64,
     stored_bytes: u64,
     latency: Histogram<u64>,
+    /// The writer thread's CPU time (user and system) over its loop.
+    cpu_seconds: f64,
 }
 
 /// Where a writer's batches come from.
@@ -196,8 +199,10 @@ pub fn run(
         },
     );
     let mut latency = report::new_histogram();
+    let mut writer_cpu_seconds = 0.0;
     for tally in tallies {
         let tally = tally?;
+        writer_cpu_seconds += tally.cpu_seconds;
         m.records += tally.records;
         m.logical_bytes += tally.logical_bytes;
         m.stored_bytes += tally.stored_bytes;
@@ -213,6 +218,7 @@ pub fn run(
         "final_flush_seconds",
         report::round(seconds - appended.as_secs_f64(), 4),
     );
+    m.detail("writer_cpu_seconds", report::round(writer_cpu_seconds, 4));
     m.detail("batch_bytes", spec.batch_bytes as u64);
     m.detail("policy", spec.policy.name());
     m.detail("codec", codec_name(spec.codec));
@@ -240,7 +246,9 @@ fn write(
         logical_bytes: 0,
         stored_bytes: 0,
         latency: report::new_histogram(),
+        cpu_seconds: 0.0,
     };
+    let cpu_before = machine::thread_cpu_seconds();
     let mut turn = 0usize;
     while started.elapsed() < budget.time {
         let mut inline;
@@ -266,6 +274,7 @@ fn write(
         tally.stored_bytes += batch.bytes.len() as u64;
         turn += 1;
     }
+    tally.cpu_seconds = machine::thread_cpu_seconds() - cpu_before;
     Ok(tally)
 }
 

@@ -197,6 +197,20 @@ pub fn remove_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The calling thread's CPU time so far, user and system, in seconds (0 if the clock is
+/// unavailable).
+pub fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0.0;
+    }
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+}
+
 /// Lets the file system settle after a scenario (freed blocks, discards, anything dirty), so
 /// that the next scenario does not pay for this one.
 pub fn settle() {
