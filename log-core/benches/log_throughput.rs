@@ -7,6 +7,7 @@
 //! cargo bench -p log-core                # every scenario, about 3.5 minutes
 //! cargo bench -p log-core --bench log_throughput -- --quick   # smaller budgets, under a minute
 //! cargo bench -p log-core -- append/1MiB recovery/  # scenarios whose name contains a filter
+//! cargo bench -p log-core -- --exact append/1MiB/os/none/1w  # only the scenario so named
 //! ```
 //!
 //! Flags must go to this target alone (`--bench log_throughput`): the library's own bench
@@ -161,16 +162,20 @@ impl Sizes {
 struct Args {
     mode: Mode,
     filters: Vec<String>,
+    /// A filter must equal a scenario's whole name (libtest's `--exact`), not be part of it.
+    exact: bool,
 }
 
 fn parse_args() -> Args {
     let mut bench = false;
     let mut quick = false;
+    let mut exact = false;
     let mut filters = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--bench" => bench = true,
             "--quick" => quick = true,
+            "--exact" => exact = true,
             // libtest's flags, which `cargo test` may pass on: not ours.
             flag if flag.starts_with('-') => eprintln!("ignoring unknown flag {flag}"),
             filter => filters.push(filter.to_string()),
@@ -183,9 +188,15 @@ fn parse_args() -> Args {
         (true, false) => Mode::Full,
     };
     if mode == Mode::Smoke && filters.is_empty() {
+        // Prefixes of scenario names, whatever `--exact` says.
         filters = SMOKE_SCENARIOS.iter().map(|s| s.to_string()).collect();
+        exact = false;
     }
-    Args { mode, filters }
+    Args {
+        mode,
+        filters,
+        exact,
+    }
 }
 
 struct Run {
@@ -200,7 +211,14 @@ struct Run {
 
 impl Run {
     fn selected(&self, name: &str) -> bool {
-        self.args.filters.is_empty() || self.args.filters.iter().any(|f| name.contains(f.as_str()))
+        self.args.filters.is_empty()
+            || self.args.filters.iter().any(|f| {
+                if self.args.exact {
+                    name == f
+                } else {
+                    name.contains(f.as_str())
+                }
+            })
     }
 
     /// A fresh, empty directory for the next scenario, which will write about `warm_bytes`
