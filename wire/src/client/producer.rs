@@ -141,10 +141,10 @@ struct TopicState {
 }
 
 /// What a send to a topic needs, read under one lock: a sender for each queue of the topic's
-/// route, in the route's order. It is used while the client's route generation is the one it was made at;
-/// after that (a refresh, or a route marked stale) the next send reads the route again. The
-/// route's age is checked once per batch, by the sender's own route lookup, rather than here
-/// for every message.
+/// route, in the route's order. It is used while the client's route generation is the one it
+/// was made at; after that (a refresh, or a route marked stale) the next send reads the route
+/// again. The route's age is checked once per batch, by the sender's own route lookup, rather
+/// than here for every message.
 #[derive(Debug)]
 struct TopicSenders {
     generation: u64,
@@ -332,11 +332,8 @@ impl Producer {
         let topic = self.topic_senders(&message.topic).await?;
         // A route holds far fewer than u32::MAX queues.
         let count = u32::try_from(topic.senders.len()).unwrap_or(u32::MAX);
-        if count == 0 {
-            return Err(no_queues(&message.topic));
-        }
-        let index = self.inner.chooser.choose(&message, count)?;
-        // `choose` returns an index below the count, and there is a sender per queue.
+        let index = self.choose_index(&message, count)?;
+        // `choose_index` returns an index below the count, and there is a sender per queue.
         let sender = &topic.senders[index as usize];
         let queue = sender.queue();
         // buffer_bytes < 4 GiB, checked in `new`.
@@ -370,12 +367,19 @@ impl Producer {
 
     async fn choose_queue(&self, message: &Message) -> Result<u32> {
         let route = self.inner.settings.client.route(&message.topic).await?;
-        let count = route.queue_count();
-        if count == 0 {
-            return Err(no_queues(&message.topic));
-        }
-        let index = self.inner.chooser.choose(message, count)?;
+        let index = self.choose_index(message, route.queue_count())?;
         Ok(route.queue_at(index).unwrap_or(index))
+    }
+
+    /// The index, below `count`, of the queue `message` goes to among its topic's `count`.
+    fn choose_index(&self, message: &Message, count: u32) -> Result<u32> {
+        if count == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "topic {} has no queues",
+                message.topic
+            )));
+        }
+        self.inner.chooser.choose(message, count)
     }
 
     /// `topic`'s current `TopicSenders`; reads the route and makes the missing senders when
@@ -435,10 +439,6 @@ impl Producer {
             Ok(())
         }
     }
-}
-
-fn no_queues(topic: &str) -> Error {
-    Error::InvalidArgument(format!("topic {topic} has no queues"))
 }
 
 #[cfg(test)]
